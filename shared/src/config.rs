@@ -1,0 +1,301 @@
+//! Layered configuration: defaults, then an optional TOML file (`HOOKRELAY_CONFIG`), then
+//! `HOOKRELAY_*` environment variables. Validated once at start-up; errors name the key.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    duration::{DurationList, HumanDuration},
+    retry::RetryPolicy,
+};
+
+/// Bodies of responses are stored up to this many bytes and marked truncated beyond.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 64 * 1024;
+
+/// A configuration problem, naming the key (as its environment variable) that is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// The whole configuration of every component.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub amqp_url: String,
+    pub redis_url: String,
+    pub database_url: String,
+    pub api_addr: SocketAddr,
+    /// Prefix of every queue, exchange and Redis key.
+    pub namespace: String,
+    pub max_event_bytes: usize,
+    pub allow_private_targets: bool,
+    pub retry_max: u32,
+    pub retry_window: HumanDuration,
+    #[serde(default, skip_serializing)]
+    pub retry_schedule: Option<DurationList>,
+    pub retention: HumanDuration,
+    pub shutdown_grace: HumanDuration,
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    /// Hard limit on HTTP requests in flight per dispatcher process.
+    pub dispatch_concurrency: usize,
+    /// AMQP prefetch per dispatcher consumer.
+    pub prefetch: u16,
+    /// Total timeout of one webhook request.
+    pub request_timeout: HumanDuration,
+    /// How long an attempt in flight may stay unrecorded before the scheduler re-fires it.
+    pub attempt_lease: HumanDuration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            redis_url: "redis://127.0.0.1:6379/0".into(),
+            database_url: "postgres://postgres@127.0.0.1:5432/hookrelay".into(),
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            namespace: "hookrelay".into(),
+            max_event_bytes: 256 * 1024,
+            allow_private_targets: false,
+            retry_max: 3,
+            retry_window: HumanDuration::secs(30 * 60),
+            retry_schedule: None,
+            retention: HumanDuration::secs(30 * 86_400),
+            shutdown_grace: HumanDuration::secs(30),
+            metrics_addr: None,
+            log_format: LogFormat::Text,
+            dispatch_concurrency: 512,
+            prefetch: 500,
+            request_timeout: HumanDuration::secs(10),
+            attempt_lease: HumanDuration::secs(120),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `HOOKRELAY_CONFIG` (a TOML file) if set, then `HOOKRELAY_*` env.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var_os("HOOKRELAY_CONFIG").map(PathBuf::from);
+        Self::load_from(file, Env::prefixed("HOOKRELAY_").ignore(&["config"]))
+    }
+
+    /// Loads from an explicit file and env provider (tests use a scoped env).
+    pub fn load_from(file: Option<PathBuf>, env: Env) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "HOOKRELAY_CONFIG: the file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        let config: Config = fig.merge(env).extract().map_err(describe)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(ConfigError(format!("HOOKRELAY_{key}: {why}")));
+        let ns_ok = !self.namespace.is_empty()
+            && self.namespace.len() <= 64
+            && self
+                .namespace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ns_ok {
+            return bad(
+                "NAMESPACE",
+                format!(
+                    "`{}` must be 1-64 characters of a-z, 0-9, _, - or .",
+                    self.namespace
+                ),
+            );
+        }
+        for (key, url, schemes) in [
+            ("AMQP_URL", &self.amqp_url, &["amqp", "amqps"][..]),
+            ("REDIS_URL", &self.redis_url, &["redis", "rediss"][..]),
+            (
+                "DATABASE_URL",
+                &self.database_url,
+                &["postgres", "postgresql"][..],
+            ),
+        ] {
+            match url::Url::parse(url) {
+                Ok(u) if schemes.contains(&u.scheme()) => {}
+                Ok(u) => return bad(key, format!("scheme `{}` is not one of {schemes:?}", u.scheme())),
+                Err(e) => return bad(key, format!("not a URL: {e}")),
+            }
+        }
+        if self.max_event_bytes == 0 {
+            return bad("MAX_EVENT_BYTES", "must be greater than 0".into());
+        }
+        if self.dispatch_concurrency == 0 {
+            return bad("DISPATCH_CONCURRENCY", "must be greater than 0".into());
+        }
+        if self.prefetch == 0 {
+            return bad("PREFETCH", "must be greater than 0".into());
+        }
+        if self.request_timeout.0.is_zero() {
+            return bad("REQUEST_TIMEOUT", "must be greater than 0".into());
+        }
+        if self.retry_window.0.is_zero() && self.retry_max > 0 {
+            return bad(
+                "RETRY_WINDOW",
+                "must be greater than 0 when retries are on".into(),
+            );
+        }
+        if self.retention.0 < Duration::from_secs(86_400) {
+            return bad("RETENTION", "must be at least 1d (partitions are daily)".into());
+        }
+        if self.attempt_lease.0 <= self.request_timeout.0 {
+            return bad(
+                "ATTEMPT_LEASE",
+                "must be longer than HOOKRELAY_REQUEST_TIMEOUT".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The default retry policy: the explicit schedule if one is set, else exponential.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        match &self.retry_schedule {
+            Some(list) if !list.0.is_empty() => RetryPolicy::Schedule(list.0.clone()),
+            _ => RetryPolicy::Exponential {
+                max_retries: self.retry_max,
+                window: self.retry_window.0,
+            },
+        }
+    }
+
+    /// The database name in `database_url` (created on start if missing).
+    pub fn database_name(&self) -> Option<String> {
+        url::Url::parse(&self.database_url)
+            .ok()
+            .map(|u| u.path().trim_start_matches('/').to_owned())
+            .filter(|n| !n.is_empty())
+    }
+}
+
+fn describe(err: figment::Error) -> ConfigError {
+    let msgs: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join("_").to_uppercase();
+            if key.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("HOOKRELAY_{key}: {}", e.kind)
+            }
+        })
+        .collect();
+    ConfigError(msgs.join("; "))
+}
+
+/// Hides the password of a URL so it can be printed.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<invalid url>".into(),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("database_url", &redact_url(&self.database_url))
+            .field("api_addr", &self.api_addr)
+            .field("namespace", &self.namespace)
+            .field("allow_private_targets", &self.allow_private_targets)
+            .field("retry_policy", &self.retry_policy())
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let owned: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = Env::prefixed("HOOKRELAY_").ignore(&["config"]);
+        // figment::Env reads the real environment; jail it.
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in &owned {
+                jail.set_env(k, v);
+            }
+            result = Some(Config::load_from(None, env.clone()));
+            Ok(())
+        });
+        result.unwrap_or_else(|| Err(ConfigError("jail did not run".into())))
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = load(&[]).expect("defaults load");
+        assert_eq!(c.namespace, "hookrelay");
+        assert_eq!(c.api_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.max_event_bytes, 262_144);
+        assert_eq!(c.retention.0, Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            c.retry_policy(),
+            RetryPolicy::Exponential {
+                max_retries: 3,
+                window: Duration::from_secs(1800)
+            }
+        );
+    }
+
+    #[test]
+    fn env_overrides_and_schedule_parses() {
+        let c = load(&[
+            ("HOOKRELAY_NAMESPACE", "t_1"),
+            ("HOOKRELAY_RETRY_SCHEDULE", "1s,2s,4s"),
+            ("HOOKRELAY_ALLOW_PRIVATE_TARGETS", "true"),
+        ])
+        .expect("loads");
+        assert_eq!(c.namespace, "t_1");
+        assert!(c.allow_private_targets);
+        assert_eq!(
+            c.retry_policy(),
+            RetryPolicy::Schedule(vec![
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(4)
+            ])
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_the_key() {
+        let err = load(&[("HOOKRELAY_RETRY_WINDOW", "soon")]).expect_err("rejected");
+        assert!(err.to_string().contains("HOOKRELAY_RETRY_WINDOW"), "{err}");
+        let err = load(&[("HOOKRELAY_API_ADDR", "nowhere")]).expect_err("rejected");
+        assert!(err.to_string().contains("HOOKRELAY_API_ADDR"), "{err}");
+        let err = load(&[("HOOKRELAY_NAMESPACE", "a b")]).expect_err("rejected");
+        assert!(err.to_string().contains("HOOKRELAY_NAMESPACE"), "{err}");
+    }
+}

@@ -1,0 +1,91 @@
+//! PostgreSQL: the pool, database creation, migrations and daily partitions.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    ConnectOptions, Connection, Executor, PgPool,
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
+};
+
+use crate::Config;
+
+/// The embedded migrations (`shared/migrations`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Partitions are kept this many days ahead of today.
+pub const PARTITION_DAYS_AHEAD: i32 = 7;
+
+/// Errors of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("HOOKRELAY_DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    BadUrl(String),
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+fn options(config: &Config) -> Result<PgConnectOptions, DbError> {
+    PgConnectOptions::from_str(&config.database_url)
+        .map(|o| o.application_name("hookrelay").disable_statement_logging())
+        .map_err(|e| DbError::BadUrl(e.to_string()))
+}
+
+/// Creates the configured database if it does not exist yet (connecting to `postgres`).
+pub async fn create_database_if_missing(config: &Config) -> Result<(), DbError> {
+    let opts = options(config)?;
+    let name = opts.get_database().unwrap_or("postgres").to_owned();
+    if PgConnection::connect_with(&opts).await.is_ok() {
+        return Ok(());
+    }
+    let mut admin = PgConnection::connect_with(&opts.clone().database("postgres")).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        if let Err(e) = admin.execute(sqlx::AssertSqlSafe(sql)).await {
+            // Another replica may have created it at the same moment.
+            let raced = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42P04" || c == "23505");
+            if !raced {
+                return Err(e.into());
+            }
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+/// A pool on the configured database.
+pub async fn connect(config: &Config, max_connections: u32) -> Result<PgPool, DbError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options(config)?)
+        .await?;
+    Ok(pool)
+}
+
+/// Creates the database if needed, applies migrations and makes sure partitions exist.
+pub async fn migrate(config: &Config) -> Result<PgPool, DbError> {
+    create_database_if_missing(config).await?;
+    let pool = connect(config, 4).await?;
+    MIGRATOR.run(&pool).await?;
+    ensure_partitions(&pool, 2, PARTITION_DAYS_AHEAD).await?;
+    Ok(pool)
+}
+
+/// Creates the daily partitions from `days_back` days ago to `days_ahead` days ahead.
+pub async fn ensure_partitions(pool: &PgPool, days_back: i32, days_ahead: i32) -> Result<i32, DbError> {
+    let created: i32 = sqlx::query_scalar("SELECT hookrelay_ensure_partitions($1, $2)")
+        .bind(days_back)
+        .bind(days_ahead)
+        .fetch_one(pool)
+        .await?;
+    Ok(created)
+}

@@ -1,0 +1,39 @@
+//! What every hookrelay component shares: configuration, the event model, Standard Webhooks
+//! signatures, the PostgreSQL schema, the AMQP topology, the retry policy and the metrics.
+
+pub mod amqp;
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod duration;
+pub mod event;
+pub mod health;
+pub mod ids;
+pub mod jobs;
+pub mod matching;
+pub mod metrics;
+pub mod redis_keys;
+pub mod retry;
+pub mod retry_store;
+pub mod shutdown;
+pub mod signature;
+pub mod ssrf;
+pub mod telemetry;
+pub mod tokens;
+pub mod webhooks;
+
+pub use config::Config;
+pub use context::Context;
+
+/// The crate's version, sent as `user-agent: hookrelay/<version>`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Installs the process-wide rustls crypto provider. Call first thing in `main` and in tests:
+/// several crates pull rustls in, and without an explicit default it can't pick one.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,289 @@
+//! Webhooks and their secrets: validation, creation, rotation and the dispatcher's view.
+//! Every change sends a NOTIFY on [`CHANGES_CHANNEL`] so each replica's cache refreshes.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{PgExecutor, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{matching::is_valid_pattern, retry::RetryPolicySpec, signature::Secret, ssrf};
+
+/// PostgreSQL NOTIFY channel announcing webhook changes (payload: the webhook id).
+pub const CHANGES_CHANNEL: &str = "hookrelay_webhooks";
+/// How long a rotated-out secret keeps signing beside the new one.
+pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
+pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_PATTERNS: usize = 100;
+
+/// A webhook as the API shows it (no secret).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Webhook {
+    pub id: Uuid,
+    pub name: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicySpec>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// What is needed to create a webhook.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    pub name: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub retry_policy: Option<RetryPolicySpec>,
+    /// A secret of one's own (`whsec_…`, at least 24 bytes); generated when absent.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A field that is wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidField {
+    InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Checks a name.
+pub fn validate_name(name: &str) -> Result<(), InvalidField> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(invalid("name", format!("must be 1-{MAX_NAME_LEN} characters")));
+    }
+    Ok(())
+}
+
+/// Checks a URL (scheme, credentials, private literals).
+pub fn validate_url(url: &str, allow_private: bool) -> Result<(), InvalidField> {
+    ssrf::check_url(url, allow_private)
+        .map(|_| ())
+        .map_err(|e| invalid("url", e.to_string()))
+}
+
+/// Checks subscription patterns.
+pub fn validate_patterns(patterns: &[String]) -> Result<(), InvalidField> {
+    if patterns.is_empty() || patterns.len() > MAX_PATTERNS {
+        return Err(invalid("event_types", format!("give 1-{MAX_PATTERNS} patterns")));
+    }
+    if let Some(bad) = patterns.iter().find(|p| !is_valid_pattern(p)) {
+        return Err(invalid(
+            "event_types",
+            format!("`{bad}` is not an event type, `category.*` or `*`"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a retry policy.
+pub fn validate_policy(policy: &Option<RetryPolicySpec>) -> Result<(), InvalidField> {
+    match policy {
+        Some(p) => p.validate().map_err(|r| invalid("retry_policy", r)),
+        None => Ok(()),
+    }
+}
+
+impl NewWebhook {
+    /// Checks every field.
+    pub fn validate(&self, allow_private: bool) -> Result<(), InvalidField> {
+        validate_name(&self.name)?;
+        validate_url(&self.url, allow_private)?;
+        validate_patterns(&self.event_types)?;
+        validate_policy(&self.retry_policy)?;
+        if let Some(s) = &self.secret {
+            Secret::parse_strict(s).map_err(|e| invalid("secret", e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+type Row = (
+    Uuid,
+    String,
+    String,
+    Vec<String>,
+    bool,
+    Option<sqlx::types::Json<RetryPolicySpec>>,
+    OffsetDateTime,
+    OffsetDateTime,
+);
+
+/// Columns matching [`Row`].
+pub const COLUMNS: &str = "id, name, url, event_types, enabled, retry_policy, created_at, updated_at";
+
+fn from_row((id, name, url, event_types, enabled, policy, created_at, updated_at): Row) -> Webhook {
+    Webhook {
+        id,
+        name,
+        url,
+        event_types,
+        enabled,
+        retry_policy: policy.map(|j| j.0),
+        created_at,
+        updated_at,
+    }
+}
+
+/// Tells every replica that webhook `id` changed.
+pub async fn notify_changed<'e, E: PgExecutor<'e>>(exec: E, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(id.to_string())
+        .execute(exec)
+        .await?;
+    Ok(())
+}
+
+/// Creates a webhook (already validated) and returns it with its secret.
+pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Secret)> {
+    let secret = match &new.secret {
+        Some(s) => Secret::parse_strict(s).unwrap_or_else(|_| Secret::generate()),
+        None => Secret::generate(),
+    };
+    let mut tx = pool.begin().await?;
+    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO webhooks (id, name, url, event_types, enabled, retry_policy)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    )))
+    .bind(crate::ids::new_id())
+    .bind(new.name.trim())
+    .bind(&new.url)
+    .bind(&new.event_types)
+    .bind(new.enabled)
+    .bind(new.retry_policy.map(sqlx::types::Json))
+    .fetch_one(&mut *tx)
+    .await?;
+    let webhook = from_row(row);
+    sqlx::query("INSERT INTO webhook_secrets (id, webhook_id, secret) VALUES ($1, $2, $3)")
+        .bind(crate::ids::new_id())
+        .bind(webhook.id)
+        .bind(secret.expose())
+        .execute(&mut *tx)
+        .await?;
+    notify_changed(&mut *tx, webhook.id).await?;
+    tx.commit().await?;
+    Ok((webhook, secret))
+}
+
+/// One live (not deleted) webhook.
+pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Webhook>> {
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND deleted_at IS NULL"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(from_row))
+}
+
+/// Replaces the current secret with a new one; the old one keeps signing for 24 h.
+/// Returns `None` when there is no such webhook.
+pub async fn rotate_secret(pool: &PgPool, id: Uuid, new: Option<Secret>) -> sqlx::Result<Option<Secret>> {
+    let mut tx = pool.begin().await?;
+    let exists: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM webhooks WHERE id = $1 AND deleted_at IS NULL FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let secret = new.unwrap_or_else(Secret::generate);
+    sqlx::query(
+        "UPDATE webhook_secrets SET expires_at = now() + $2
+         WHERE webhook_id = $1 AND (expires_at IS NULL OR expires_at > now() + $2)",
+    )
+    .bind(id)
+    .bind(ROTATION_OVERLAP)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1 AND expires_at <= now()")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO webhook_secrets (id, webhook_id, secret) VALUES ($1, $2, $3)")
+        .bind(crate::ids::new_id())
+        .bind(id)
+        .bind(secret.expose())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE webhooks SET updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    notify_changed(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(Some(secret))
+}
+
+/// A webhook as the dispatcher needs it: with its signing secrets, newest first.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub webhook: Webhook,
+    pub secrets: Vec<Secret>,
+}
+
+/// Every live, enabled webhook with its unexpired secrets (the dispatcher's cache).
+pub async fn load_targets(pool: &PgPool) -> sqlx::Result<Vec<Target>> {
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE deleted_at IS NULL AND enabled ORDER BY id"
+    )))
+    .fetch_all(pool)
+    .await?;
+    let secrets: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT webhook_id, secret FROM webhook_secrets
+         WHERE expires_at IS NULL OR expires_at > now() ORDER BY created_at DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut by_hook: std::collections::HashMap<Uuid, Vec<Secret>> = Default::default();
+    for (id, s) in secrets {
+        if let Ok(secret) = Secret::parse(&s) {
+            by_hook.entry(id).or_default().push(secret);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let webhook = from_row(r);
+            let secrets = by_hook.remove(&webhook.id).unwrap_or_default();
+            Target { webhook, secrets }
+        })
+        .collect())
+}
+
+/// The same as [`load_targets`] for one webhook, enabled or not (used for manual retries).
+pub async fn load_target(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Target>> {
+    let Some(webhook) = get(pool, id).await? else {
+        return Ok(None);
+    };
+    let secrets: Vec<String> = sqlx::query_scalar(
+        "SELECT secret FROM webhook_secrets WHERE webhook_id = $1
+         AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at DESC",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let secrets = secrets.iter().filter_map(|s| Secret::parse(s).ok()).collect();
+    Ok(Some(Target { webhook, secrets }))
+}

@@ -1,0 +1,348 @@
+//! `hookrelay`: one binary for every component and the admin commands. Thin: it parses
+//! arguments, loads the config and wires the component crates together.
+
+use std::{process::ExitCode, sync::Arc};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hookrelay_shared::{
+    Config, Context, amqp, db,
+    metrics::Metrics,
+    shutdown, telemetry,
+    tokens::{self, Role},
+    webhooks::{self, NewWebhook},
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "hookrelay",
+    version,
+    about = "Webhook delivery: RabbitMQ in, signed HTTP POSTs out, every attempt in PostgreSQL."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate, then run the API, a dispatcher and a scheduler in one process.
+    Up,
+    /// Run a dispatcher alone.
+    Dispatcher,
+    /// Run a scheduler alone.
+    Scheduler,
+    /// Run the query API alone.
+    Api,
+    /// Create or upgrade the database schema and the AMQP topology.
+    Migrate,
+    /// Manage API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// Manage webhooks.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+    /// Publish one event to the events exchange.
+    Publish {
+        /// Event type, e.g. `license.assigned`.
+        #[arg(long = "type")]
+        event_type: String,
+        /// The event's `data`, a JSON object.
+        #[arg(long)]
+        data: String,
+        /// The event id (idempotency key); generated when absent.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Run retention once and print what it removed.
+    Purge,
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Create a token; prints it as the last line (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["viewer", "admin", "owner"])]
+        role: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: uuid::Uuid },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Create a webhook; prints it as JSON with its secret.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        url: String,
+        /// Comma-separated patterns: `license.assigned`, `license.*` or `*`.
+        #[arg(long)]
+        events: String,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    hookrelay_shared::install_crypto_provider();
+    let cli = Cli::parse();
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hookrelay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hookrelay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookrelay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn context(config: Config, pool_size: u32) -> anyhow::Result<Context> {
+    db::create_database_if_missing(&config)
+        .await
+        .context("PostgreSQL")?;
+    let db = db::connect(&config, pool_size).await.context("PostgreSQL")?;
+    Ok(Context {
+        config: Arc::new(config),
+        db,
+        metrics: Metrics::new(),
+    })
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let pool = db::migrate(config).await.context("PostgreSQL migrations")?;
+    pool.close().await;
+    let conn = amqp::connect(&config.amqp_url, "migrate")
+        .await
+        .context("RabbitMQ")?;
+    let ch = conn.create_channel().await.context("RabbitMQ channel")?;
+    amqp::declare_topology(&ch, &amqp::Names::new(&config.namespace))
+        .await
+        .context("AMQP topology")?;
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
+async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Up => {
+            if std::env::var_os("HOOKRELAY_ALLOW_PRIVATE_TARGETS").is_none() && !config.allow_private_targets
+            {
+                config.allow_private_targets = true;
+                println!(
+                    "hookrelay up: private targets allowed for local use (set HOOKRELAY_ALLOW_PRIVATE_TARGETS=false to refuse them)"
+                );
+            }
+            migrate(&config).await?;
+            let ctx = context(config, 16).await?;
+            let listener = tokio::net::TcpListener::bind(ctx.config.api_addr)
+                .await
+                .with_context(|| format!("cannot listen on HOOKRELAY_API_ADDR {}", ctx.config.api_addr))?;
+            let addr = listener.local_addr()?;
+            println!("hookrelay API:        http://{addr}/api/v1");
+            println!("hookrelay admin page: http://{addr}/admin/webhook-deliveries");
+            println!("hookrelay metrics:    http://{addr}/metrics");
+            let stop = shutdown::on_signal();
+            let api = tokio::spawn(hookrelay_query_api::run(ctx.clone(), listener, stop.clone()));
+            let dispatcher = tokio::spawn(hookrelay_dispatcher::run(ctx.clone(), stop.clone()));
+            let scheduler = tokio::spawn(hookrelay_scheduler::run(ctx.clone(), stop.clone()));
+            let results = [
+                ("api", api.await),
+                ("dispatcher", dispatcher.await),
+                ("scheduler", scheduler.await),
+            ];
+            finish(&stop, results)
+        }
+        Command::Dispatcher => {
+            let ctx = context(config, 8).await?;
+            let stop = shutdown::on_signal();
+            hookrelay_dispatcher::run(ctx, stop).await
+        }
+        Command::Scheduler => {
+            let ctx = context(config, 4).await?;
+            let stop = shutdown::on_signal();
+            hookrelay_scheduler::run(ctx, stop).await
+        }
+        Command::Api => {
+            let ctx = context(config, 16).await?;
+            let listener = tokio::net::TcpListener::bind(ctx.config.api_addr)
+                .await
+                .with_context(|| format!("cannot listen on HOOKRELAY_API_ADDR {}", ctx.config.api_addr))?;
+            println!("hookrelay API: http://{}/api/v1", listener.local_addr()?);
+            let stop = shutdown::on_signal();
+            hookrelay_query_api::run(ctx, listener, stop).await
+        }
+        Command::Migrate => {
+            migrate(&config).await?;
+            println!(
+                "migrated database {} and AMQP namespace {}",
+                config.database_name().unwrap_or_default(),
+                config.namespace
+            );
+            Ok(())
+        }
+        Command::Tokens { command } => tokens_command(command, &config).await,
+        Command::Webhooks { command } => webhooks_command(command, &config).await,
+        Command::Publish { event_type, data, id } => publish(&config, event_type, data, id).await,
+        Command::Purge => {
+            let pool = db::migrate(&config).await.context("PostgreSQL")?;
+            let ctx = Context {
+                config: Arc::new(config),
+                db: pool,
+                metrics: Metrics::new(),
+            };
+            let report = hookrelay_scheduler::purge_once(&ctx).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+    }
+}
+
+fn finish(
+    stop: &CancellationToken,
+    results: [(&str, Result<anyhow::Result<()>, tokio::task::JoinError>); 3],
+) -> anyhow::Result<()> {
+    stop.cancel();
+    let mut first_error = None;
+    for (name, r) in results {
+        let err = match r {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(e) => anyhow::anyhow!("{e}"),
+        };
+        tracing::error!(component = name, error = %format!("{err:#}"), "component failed");
+        first_error.get_or_insert(err.context(format!("{name} failed")));
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn tokens_command(command: TokensCommand, config: &Config) -> anyhow::Result<()> {
+    let pool = db::migrate(config).await.context("PostgreSQL")?;
+    match command {
+        TokensCommand::Create { name, role } => {
+            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            if name.trim().is_empty() {
+                anyhow::bail!("--name must not be empty");
+            }
+            let (token, info) = tokens::create(&pool, name.trim(), role).await?;
+            println!(
+                "created {} token `{}` ({}); it is shown only once:",
+                info.role.as_str(),
+                info.name,
+                info.id
+            );
+            println!("{token}");
+        }
+        TokensCommand::List => {
+            for t in tokens::list(&pool).await? {
+                println!("{}", serde_json::to_string(&t)?);
+            }
+        }
+        TokensCommand::Revoke { id } => {
+            if !tokens::revoke(&pool, id).await? {
+                anyhow::bail!("no live token with id {id}");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::Result<()> {
+    let pool = db::migrate(config).await.context("PostgreSQL")?;
+    match command {
+        WebhooksCommand::Create {
+            name,
+            url,
+            events,
+            disabled,
+        } => {
+            let new = NewWebhook {
+                name,
+                url,
+                event_types: events
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                enabled: !disabled,
+                retry_policy: None,
+                secret: None,
+            };
+            new.validate(config.allow_private_targets).map_err(|e| {
+                anyhow::anyhow!(
+                    "--{}: {}",
+                    if e.field == "event_types" {
+                        "events"
+                    } else {
+                        e.field
+                    },
+                    e.reason
+                )
+            })?;
+            let (webhook, secret) = webhooks::create(&pool, new).await?;
+            let mut json = serde_json::to_value(&webhook)?;
+            json["secret"] = serde_json::Value::String(secret.expose());
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+    }
+    Ok(())
+}
+
+async fn publish(
+    config: &Config,
+    event_type: String,
+    data: String,
+    id: Option<String>,
+) -> anyhow::Result<()> {
+    let data: serde_json::Value = serde_json::from_str(&data).context("--data must be JSON")?;
+    if !data.is_object() {
+        anyhow::bail!("--data must be a JSON object");
+    }
+    if !hookrelay_shared::event::is_valid_type(&event_type) {
+        anyhow::bail!("--type `{event_type}`: dot-separated lowercase segments [a-z0-9_-]+, at least two");
+    }
+    let id = id.unwrap_or_else(hookrelay_shared::event::new_event_id);
+    if !hookrelay_shared::event::is_valid_id(&id) {
+        anyhow::bail!("--id: 1-128 printable ASCII characters without spaces");
+    }
+    let occurred_at = hookrelay_shared::event::rfc3339(time::OffsetDateTime::now_utc());
+    let body = serde_json::json!({"id": id, "type": event_type, "data": data, "occurred_at": occurred_at});
+    let conn = amqp::connect(&config.amqp_url, "publish")
+        .await
+        .context("RabbitMQ")?;
+    let ch = amqp::confirm_channel(&conn).await.context("RabbitMQ channel")?;
+    let names = amqp::Names::new(&config.namespace);
+    amqp::declare_topology(&ch, &names)
+        .await
+        .context("AMQP topology")?;
+    amqp::publish_event(&ch, &names, &event_type, &serde_json::to_vec(&body)?).await?;
+    let _ = conn.close(200, "done".into()).await;
+    println!("published {id} ({event_type}) to {}", names.events_exchange);
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `hookrelay` binary and of the whole system, against the real
+//! PostgreSQL, Redis and RabbitMQ. One binary; one module per area.
+
+mod api;
+mod browser;
+mod ops;
+mod pipeline;
+mod scheduler;
+mod support;
