@@ -12,6 +12,7 @@ pub mod ids;
 pub mod jobs;
 pub mod matching;
 pub mod metrics;
+pub mod ops;
 pub mod redis_keys;
 pub mod retry;
 pub mod retry_store;
