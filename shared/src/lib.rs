@@ -10,6 +10,7 @@ pub mod event;
 pub mod health;
 pub mod ids;
 pub mod jobs;
+pub mod manual_retry;
 pub mod matching;
 pub mod metrics;
 pub mod ops;
