@@ -1,23 +1,228 @@
-//! The scheduler: fires due retries from Redis and runs retention. (Being built.)
+//! The scheduler: fires due retries from Redis, rebuilds Redis from PostgreSQL, runs retention.
+//!
+//! # Redis layout (all keys share the hash tag `{ns}`)
+//! - `{ns}:retries` — sorted set of pending retries: member `delivery_id|event_received_at_ms|attempt`
+//!   ([`hookrelay_shared::retry_store::RetryEntry`]), score = due time (Unix ms). The dispatcher
+//!   ZADDs after it committed a failed attempt; the scheduler's reconcile re-adds from PostgreSQL.
+//! - `{ns}:fired` — sorted set: member → when its job was confirmed (Unix ms), kept for
+//!   [`Options::fired_guard`], so reconcile does not re-add a retry whose job is still queued.
+//! - `{ns}:reconcile` — a lock with expiry so one replica reconciles per period.
+//!
+//! # Claim algorithm (any number of replicas)
+//! 1. Claim (Lua, atomic): `ZRANGEBYSCORE retries -inf now LIMIT n`, and re-score each member
+//!    to `now + claim_lease`. No other replica sees them as due until the lease runs out.
+//! 2. Publish one [`hookrelay_shared::jobs::DeliveryJob`] per member to `{ns}.deliveries` on a
+//!    confirm channel and wait for the broker's confirms.
+//! 3. Ack (Lua): remove each confirmed member only if its score is still our lease score, and
+//!    note it in `{ns}:fired`. A failed publish leaves the member leased: it fires again after
+//!    the lease, as does everything a crashed replica had claimed.
+//!
+//! So the scheduler is at-least-once toward RabbitMQ; the dispatcher makes it exactly-once
+//! toward the endpoint by claiming the delivery in PostgreSQL (`attempt_count = attempt - 1`,
+//! due) before sending, and dropping the job if that claim fails.
+//!
+//! # Reconcile
+//! PostgreSQL is the record of truth and this Redis keeps nothing on disk. On start and every
+//! [`Options::reconcile_every`] (one replica per period, by the lock), every `pending`/`retrying`
+//! delivery is streamed in keyset batches and `ZADD NX`-ed as `attempt_count + 1` due at
+//! `next_attempt_at`. After a FLUSHALL every waiting retry fires again.
 
-use hookrelay_shared::Context;
+mod fire;
+mod publisher;
+mod reconcile;
+mod retention;
+mod scripts;
+
+use std::time::Duration;
+
+use hookrelay_shared::{Context, amqp::Names, redis_keys};
+use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
-/// Runs a scheduler until `shutdown` is cancelled.
+pub use fire::FireRound;
+pub use reconcile::ReconcileReport;
+pub use retention::{DroppedPartition, KeptPartition, PurgeReport, RowsPurged, purge_once};
+
+/// Tuning of a scheduler. The defaults suit production; tests shorten the periods.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How often to look for due retries when the last round found fewer than a batch.
+    pub poll_every: Duration,
+    /// Most retries claimed per round.
+    pub claim_batch: usize,
+    /// How long a claimed retry is held before another replica may fire it. Publishing takes
+    /// milliseconds; this only matters after a crash or while RabbitMQ is unreachable.
+    pub claim_lease: Duration,
+    /// How long a fired job keeps reconcile from re-adding its retry (it is still queued).
+    pub fired_guard: Duration,
+    /// Period of the reconcile from PostgreSQL.
+    pub reconcile_every: Duration,
+    /// Rows per reconcile batch.
+    pub reconcile_batch: usize,
+    /// Period of retention runs.
+    pub retention_every: Duration,
+}
+
+impl Options {
+    /// The defaults, with the fired guard as long as the dispatcher's attempt lease (a job still
+    /// unclaimed after that is taken as lost).
+    pub fn for_config(config: &hookrelay_shared::Config) -> Self {
+        Self {
+            poll_every: Duration::from_millis(50),
+            claim_batch: 500,
+            claim_lease: Duration::from_secs(10),
+            fired_guard: config.attempt_lease.0,
+            reconcile_every: Duration::from_secs(20),
+            reconcile_batch: 2000,
+            retention_every: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A scheduler replica: Redis and RabbitMQ connections plus the context.
+pub struct Scheduler {
+    ctx: Context,
+    opts: Options,
+    redis: ConnectionManager,
+    publisher: publisher::Publisher,
+}
+
+impl Scheduler {
+    /// Connects to Redis (RabbitMQ is connected lazily, on the first due retry).
+    pub async fn build(ctx: Context, opts: Options) -> anyhow::Result<Self> {
+        let client = redis::Client::open(ctx.config.redis_url.as_str())
+            .map_err(|e| anyhow::anyhow!("HOOKRELAY_REDIS_URL: {e}"))?;
+        let redis = ConnectionManager::new(client).await?;
+        let publisher =
+            publisher::Publisher::new(&ctx.config.amqp_url, Names::new(&ctx.config.namespace));
+        Ok(Self {
+            ctx,
+            opts,
+            redis,
+            publisher,
+        })
+    }
+
+    /// One claim–publish–ack round (tests step the scheduler with it).
+    pub async fn fire_due(&mut self) -> anyhow::Result<FireRound> {
+        fire::round(&mut self.redis, &mut self.publisher, &self.ctx, &self.opts).await
+    }
+
+    /// Reconciles Redis from PostgreSQL now, without the lock.
+    pub async fn reconcile(&mut self) -> anyhow::Result<ReconcileReport> {
+        reconcile::reconcile(&mut self.redis, &self.ctx, &self.opts).await
+    }
+
+    /// Updates `hookrelay_retries_pending` from the set's size.
+    pub async fn refresh_pending(&mut self) -> anyhow::Result<i64> {
+        let n: i64 = redis::cmd("ZCARD")
+            .arg(redis_keys::retries(&self.ctx.config.namespace))
+            .query_async(&mut self.redis)
+            .await?;
+        self.ctx.metrics.retries_pending.set(n);
+        Ok(n)
+    }
+
+    /// Fires due retries, reconciles and runs retention until `shutdown` is cancelled. A round
+    /// in progress finishes (its jobs confirmed and acknowledged) before it returns.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let retention = tokio::spawn(retention_loop(
+            self.ctx.clone(),
+            self.opts.retention_every,
+            shutdown.clone(),
+        ));
+        let mut next_reconcile = tokio::time::Instant::now();
+        let mut next_gauge = tokio::time::Instant::now();
+        let mut failures: u32 = 0;
+        tracing::info!(namespace = %self.ctx.config.namespace, "scheduler started");
+        while !shutdown.is_cancelled() {
+            let now = tokio::time::Instant::now();
+            if now >= next_reconcile {
+                next_reconcile = now + self.opts.reconcile_every;
+                self.reconcile_if_first().await;
+            }
+            if now >= next_gauge {
+                next_gauge = now + Duration::from_secs(1);
+                if let Err(e) = self.refresh_pending().await {
+                    tracing::debug!(error = %e, "could not read the retry set's size");
+                }
+            }
+            let pause = match self.fire_due().await {
+                Ok(r) => {
+                    failures = 0;
+                    if r.claimed >= self.opts.claim_batch && r.failed == 0 {
+                        continue; // more are due: no pause
+                    }
+                    self.opts.poll_every
+                }
+                Err(e) => {
+                    // ConnectionManager reconnects by itself; the first command after a drop
+                    // errors, so just back off a little and go again.
+                    failures = failures.saturating_add(1);
+                    if failures == 1 || failures.is_multiple_of(100) {
+                        tracing::warn!(error = %e, failures, "scheduler round failed; retrying");
+                    }
+                    Duration::from_millis(100 * u64::from(failures.min(10)))
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        self.publisher.reset().await;
+        let _ = retention.await;
+        tracing::info!("scheduler stopped");
+        Ok(())
+    }
+
+    async fn reconcile_if_first(&mut self) {
+        let ns = self.ctx.config.namespace.clone();
+        match reconcile::try_lock(&mut self.redis, &ns, self.opts.reconcile_every).await {
+            Ok(true) => {
+                if let Err(e) = self.reconcile().await {
+                    tracing::warn!(error = %e, "reconcile failed; it runs again next period");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not take the reconcile lock"),
+        }
+    }
+}
+
+async fn retention_loop(ctx: Context, every: Duration, shutdown: CancellationToken) {
+    loop {
+        // Errors are logged and retried next period; a run never blocks retries from firing.
+        let run = purge_once(&ctx);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = run => if let Err(e) = r {
+                tracing::warn!(error = %e, "retention run failed; it runs again next period");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Runs a scheduler until `shutdown` is cancelled, waiting for Redis if it is not up yet.
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let _ = ctx;
-    shutdown.cancelled().await;
-    Ok(())
-}
-
-/// What one retention run removed.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct PurgeReport {
-    pub partitions_dropped: Vec<String>,
-}
-
-/// Runs retention once.
-pub async fn purge_once(ctx: &Context) -> anyhow::Result<PurgeReport> {
-    let _ = ctx;
-    Ok(PurgeReport::default())
+    let opts = Options::for_config(&ctx.config);
+    let mut delay = Duration::from_millis(200);
+    let scheduler = loop {
+        match Scheduler::build(ctx.clone(), opts.clone()).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler cannot reach Redis yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    scheduler.run(shutdown).await
 }
