@@ -1,0 +1,371 @@
+//! The events path: take a batch off `{ns}.events`, dead-letter what is not an event, store
+//! the new events and their deliveries in one transaction, ack, and send the first attempts.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use futures::StreamExt;
+use hookrelay_shared::{
+    amqp,
+    event::{Event, EventError, parse_event},
+    ids,
+    jobs::Trigger,
+    webhooks::Target,
+};
+use lapin::{
+    Channel,
+    message::Delivery,
+    options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions},
+    types::{AMQPValue, FieldTable, ShortString},
+};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{Core, record::is_missing_partition, send::AttemptRequest};
+
+/// Most messages handled in one transaction.
+pub const MAX_BATCH: usize = 200;
+/// How long a batch waits for more messages after its first one.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(5);
+
+/// Consumes `{ns}.events` until `shutdown`; an error means the channel or connection failed.
+pub async fn consume(
+    core: Arc<Core>,
+    channel: Channel,
+    dead_channel: Channel,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // Prefetch bounds the messages held unacked by this consumer. It must exceed MAX_BATCH so
+    // the next batch is already here while one is being written, yet stay small enough that a
+    // crashed replica's share is redelivered quickly (default 500).
+    channel
+        .basic_qos(core.ctx.config.prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            core.names.events_queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue = %core.names.events_queue, "consuming events");
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        let mut batch = match first {
+            Some(Ok(d)) => vec![d],
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("the events consumer was cancelled by the broker"),
+        };
+        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        while batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(d))) => batch.push(d),
+                Ok(Some(Err(e))) => return Err(e.into()),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        handle_batch(&core, batch, &dead_channel, &shutdown).await?;
+    }
+    let _ = channel
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await;
+    Ok(())
+}
+
+/// A valid event of the batch and the deliveries it gets.
+struct Accepted {
+    event: Event,
+    targets: Vec<Arc<Target>>,
+    delivery_ids: Vec<Uuid>,
+}
+
+async fn handle_batch(
+    core: &Arc<Core>,
+    batch: Vec<Delivery>,
+    dead_channel: &Channel,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let received_at = now_micros();
+    let metrics = &core.ctx.metrics;
+    let mut accepted: Vec<Accepted> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for d in &batch {
+        match parse_event(&d.data, core.ctx.config.max_event_bytes, received_at) {
+            Ok(event) => {
+                if !seen.insert(event.id.clone()) {
+                    metrics.events_consumed.get_or_create(&[("outcome", "duplicate")]).inc();
+                    continue;
+                }
+                let targets = core.cache.matching(&event.event_type);
+                let delivery_ids = targets.iter().map(|_| ids::new_id()).collect();
+                accepted.push(Accepted {
+                    event,
+                    targets,
+                    delivery_ids,
+                });
+            }
+            Err(err) => dead_letter(core, d, &err, dead_channel).await?,
+        }
+    }
+    // Permits are taken before the deliveries are written, so a created delivery's first
+    // attempt starts at once and its lease can't run out while it waits for a slot.
+    let wanted: usize = accepted.iter().map(|a| a.targets.len()).sum();
+    let up_front = wanted.min(core.ctx.config.dispatch_concurrency);
+    let mut permits = if up_front > 0 {
+        Some(core.permits.clone().acquire_many_owned(up_front as u32).await?)
+    } else {
+        None
+    };
+
+    let duplicates = store_with_retry(core, &accepted, received_at, shutdown).await?;
+    let body_of: HashMap<&str, Arc<str>> = accepted
+        .iter()
+        .map(|a| (a.event.id.as_str(), Arc::from(a.event.body.as_str())))
+        .collect();
+    for a in &accepted {
+        if duplicates.contains(&a.event.id) {
+            metrics.events_consumed.get_or_create(&[("outcome", "duplicate")]).inc();
+            continue;
+        }
+        metrics.events_consumed.get_or_create(&[("outcome", "accepted")]).inc();
+        metrics.deliveries_created.inc_by(a.targets.len() as u64);
+        let body = body_of.get(a.event.id.as_str()).cloned().unwrap_or_else(|| Arc::from(""));
+        for (target, delivery_id) in a.targets.iter().zip(&a.delivery_ids) {
+            let req = AttemptRequest {
+                delivery_id: *delivery_id,
+                event_id: a.event.id.clone(),
+                event_received_at: received_at,
+                event_type: a.event.event_type.clone(),
+                body: body.clone(),
+                target: target.clone(),
+                attempt: 1,
+                trigger: Trigger::Initial,
+                delivery_created_at: received_at,
+            };
+            // Beyond the up-front permits (a batch needing more than the whole limit), the
+            // attempt's task waits for its own permit.
+            let permit = permits.as_mut().and_then(|p| p.split(1));
+            core.spawn_attempt(req, permit, None);
+        }
+    }
+    // Everything in the batch is now durable (stored or dead-lettered): ack it in one go.
+    if let Some(last) = batch.last() {
+        last.acker
+            .ack(BasicAckOptions { multiple: true })
+            .await
+            .inspect_err(|_| {
+                metrics.amqp_errors.get_or_create(&[("op", "ack")]).inc();
+            })?;
+    }
+    Ok(())
+}
+
+fn now_micros() -> OffsetDateTime {
+    // PostgreSQL keeps microseconds; the same value must come back from the database.
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now)
+}
+
+fn reason_label(err: &EventError) -> &'static str {
+    match err {
+        EventError::TooLarge { .. } => "too_large",
+        EventError::NotUtf8 => "not_utf8",
+        EventError::BadJson(_) => "bad_json",
+        EventError::NotAnObject => "not_an_object",
+        EventError::MissingType => "missing_type",
+        EventError::BadType(_) => "bad_type",
+        EventError::MissingData => "missing_data",
+        EventError::DataNotObject => "data_not_object",
+        EventError::BadId => "bad_id",
+        EventError::BadOccurredAt => "bad_occurred_at",
+    }
+}
+
+/// Publishes the message unchanged to `{ns}.events.dead`, with the reason in a header, and
+/// waits for the broker's confirm (the message is acked with its batch afterwards).
+async fn dead_letter(
+    core: &Core,
+    d: &Delivery,
+    err: &EventError,
+    dead_channel: &Channel,
+) -> anyhow::Result<()> {
+    let mut headers = d.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        ShortString::from(amqp::ERROR_HEADER),
+        AMQPValue::LongString(err.to_string().into()),
+    );
+    let props = d.properties.clone().with_headers(headers);
+    amqp::publish_confirmed(dead_channel, "", &core.names.dead_queue, &d.data, props)
+        .await
+        .inspect_err(|_| {
+            core.ctx.metrics.amqp_errors.get_or_create(&[("op", "publish")]).inc();
+        })?;
+    tracing::warn!(reason = reason_label(err), error = %err, bytes = d.data.len(),
+        "message is not an event; dead-lettered");
+    let m = &core.ctx.metrics;
+    m.events_consumed.get_or_create(&[("outcome", "dead_lettered")]).inc();
+    m.events_dead_lettered
+        .get_or_create(&[("reason", reason_label(err))])
+        .inc();
+    Ok(())
+}
+
+async fn store_with_retry(
+    core: &Core,
+    accepted: &[Accepted],
+    received_at: OffsetDateTime,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<HashSet<String>> {
+    if accepted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let started = std::time::Instant::now();
+        match store(core, accepted, received_at).await {
+            Ok(d) => {
+                core.ctx
+                    .metrics
+                    .db_operation
+                    .get_or_create(&[("op", "store_events")])
+                    .observe(started.elapsed().as_secs_f64());
+                return Ok(d);
+            }
+            Err(e) if is_missing_partition(&e) => {
+                tracing::warn!("no partition for an event; creating partitions");
+                hookrelay_shared::db::ensure_partitions(&core.ctx.db, 1, hookrelay_shared::db::PARTITION_DAYS_AHEAD)
+                    .await?;
+            }
+            Err(e) => {
+                // Never ack what is not stored: keep the batch and try again.
+                tracing::error!(error = %e, events = accepted.len(), retry_in_ms = delay.as_millis() as u64,
+                    "storing events failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => anyhow::bail!("shutting down with a batch not stored: {e}"),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One transaction: lock the ids, find the ones already stored, insert the rest with their
+/// deliveries. Returns the ids that were duplicates.
+async fn store(core: &Core, accepted: &[Accepted], received_at: OffsetDateTime) -> sqlx::Result<HashSet<String>> {
+    let mut ids: Vec<String> = accepted.iter().map(|a| a.event.id.clone()).collect();
+    // Sorted, so that two replicas locking overlapping batches can't deadlock.
+    ids.sort();
+    let mut tx = core.ctx.db.begin().await?;
+    // events is partitioned, so no unique index can span the id alone; an advisory lock per id
+    // makes "is it there yet? then insert" atomic across replicas.
+    sqlx::query("SELECT count(pg_advisory_xact_lock(hashtextextended(id, 0))) FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    let existing: Vec<String> = sqlx::query_scalar("SELECT id FROM events WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let duplicates: HashSet<String> = existing.into_iter().collect();
+    let fresh: Vec<&Accepted> = accepted
+        .iter()
+        .filter(|a| !duplicates.contains(&a.event.id))
+        .collect();
+    if fresh.is_empty() {
+        tx.commit().await?;
+        return Ok(duplicates);
+    }
+    let mut e_id = Vec::with_capacity(fresh.len());
+    let mut e_type = Vec::with_capacity(fresh.len());
+    let mut e_cat = Vec::with_capacity(fresh.len());
+    let mut e_occ = Vec::with_capacity(fresh.len());
+    let mut e_body = Vec::with_capacity(fresh.len());
+    let (mut d_id, mut d_event, mut d_hook, mut d_type) = (vec![], vec![], vec![], vec![]);
+    for a in &fresh {
+        let ev = &a.event;
+        e_id.push(ev.id.as_str());
+        e_type.push(ev.event_type.as_str());
+        e_cat.push(ev.category());
+        e_occ.push(ev.occurred_at);
+        e_body.push(ev.body.as_str());
+        for (t, id) in a.targets.iter().zip(&a.delivery_ids) {
+            d_id.push(*id);
+            d_event.push(ev.id.as_str());
+            d_hook.push(t.webhook.id);
+            d_type.push(ev.event_type.as_str());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO events (id, received_at, event_type, category, occurred_at, body)
+         SELECT u.id, $6, u.t, u.c, u.o, u.b
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) AS u(id, t, c, o, b)",
+    )
+    .bind(&e_id)
+    .bind(&e_type)
+    .bind(&e_cat)
+    .bind(&e_occ)
+    .bind(&e_body)
+    .bind(received_at)
+    .execute(&mut *tx)
+    .await?;
+    let new_types: Vec<String> = {
+        // A poisoned lock only costs a redundant INSERT ... ON CONFLICT DO NOTHING.
+        let known = core.known_types.lock().ok();
+        let mut t: Vec<String> = e_type
+            .iter()
+            .filter(|t| known.as_ref().is_none_or(|k| !k.contains(**t)))
+            .map(|t| t.to_string())
+            .collect();
+        t.sort_unstable();
+        t.dedup();
+        t
+    };
+    if !new_types.is_empty() {
+        let cats: Vec<&str> = new_types
+            .iter()
+            .map(|t| hookrelay_shared::event::category_of(t))
+            .collect();
+        sqlx::query(
+            "INSERT INTO event_types (event_type, category)
+             SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(&new_types)
+        .bind(&cats)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !d_id.is_empty() {
+        // next_attempt_at is a lease: if this process dies before the first attempt is
+        // recorded, the scheduler's reconcile finds the delivery and makes it.
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, event_received_at, webhook_id, event_type, state,
+                attempt_count, next_attempt_at)
+             SELECT u.id, u.e, $5, u.w, u.t, 'pending', 0, now() + make_interval(secs => $6)
+             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[]) AS u(id, e, w, t)",
+        )
+        .bind(&d_id)
+        .bind(&d_event)
+        .bind(&d_hook)
+        .bind(&d_type)
+        .bind(received_at)
+        .bind(core.ctx.config.attempt_lease.0.as_secs_f64())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    if !new_types.is_empty()
+        && let Ok(mut known) = core.known_types.lock()
+    {
+        known.extend(new_types);
+    }
+    Ok(duplicates)
+}

@@ -1,0 +1,227 @@
+//! The jobs path: delivery jobs from `{ns}.deliveries` (automatic retries, manual retries and
+//! recovered first attempts). Automatic and initial jobs claim their delivery in PostgreSQL
+//! first, so a job published twice sends once; a job is acked only after its attempt is
+//! recorded.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use hookrelay_shared::jobs::{DeliveryJob, Trigger};
+use lapin::{
+    Channel,
+    message::Delivery,
+    options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::FieldTable,
+};
+use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{Core, send::AttemptRequest};
+
+/// Consumes `{ns}.deliveries` until `shutdown`; an error means the channel or connection failed.
+pub async fn consume(core: Arc<Core>, channel: Channel, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Jobs are single attempts, each holding a concurrency permit while it runs; the prefetch
+    // only keeps the next few ready, and unacked jobs of a crashed replica go back at once.
+    channel
+        .basic_qos(core.ctx.config.prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            core.names.deliveries_queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue = %core.names.deliveries_queue, "consuming delivery jobs");
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        let delivery = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("the delivery jobs consumer was cancelled by the broker"),
+        };
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = core.permits.clone().acquire_owned() => p?,
+        };
+        let c = core.clone();
+        core.tasks.spawn(async move { handle(&c, delivery, permit).await });
+    }
+    let _ = channel
+        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+        .await;
+    Ok(())
+}
+
+/// The delivery a job is about.
+struct Claimed {
+    event_id: String,
+    webhook_id: Uuid,
+    event_type: String,
+    created_at: OffsetDateTime,
+    attempt: i32,
+}
+
+/// What became of a job.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent and recorded.
+    Done,
+    /// Nothing to send (stale job, deleted webhook, ...).
+    Skipped(&'static str),
+}
+
+async fn handle(core: &Arc<Core>, delivery: Delivery, permit: OwnedSemaphorePermit) {
+    let job: DeliveryJob = match serde_json::from_slice(&delivery.data) {
+        Ok(j) => j,
+        Err(e) => {
+            // Redelivering it would only fail again.
+            tracing::warn!(error = %e, bytes = delivery.data.len(), "malformed delivery job dropped");
+            ack(core, &delivery).await;
+            return;
+        }
+    };
+    match run_job(core, &job, permit).await {
+        Ok(Outcome::Done) => ack(core, &delivery).await,
+        Ok(Outcome::Skipped(why)) => {
+            tracing::debug!(delivery_id = %job.delivery_id, attempt = job.attempt, why, "job skipped");
+            ack(core, &delivery).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, delivery_id = %job.delivery_id, "delivery job failed; requeued");
+            // A short pause so a database outage does not turn into a hot loop.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                })
+                .await;
+        }
+    }
+}
+
+async fn ack(core: &Core, delivery: &Delivery) {
+    if delivery.acker.ack(BasicAckOptions::default()).await.is_err() {
+        // The job comes back; its claim (or a manual attempt's at-least-once) covers that.
+        core.ctx.metrics.amqp_errors.get_or_create(&[("op", "ack")]).inc();
+    }
+}
+
+/// Claims (or, for a manual job, looks up) the delivery, makes the attempt and waits until it
+/// is recorded. Public so tests can step one job without a queue.
+#[tracing::instrument(skip_all, fields(delivery_id = %job.delivery_id, trigger = job.trigger.as_str()))]
+pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob, permit: OwnedSemaphorePermit) -> anyhow::Result<Outcome> {
+    let claimed = match job.trigger {
+        Trigger::Manual => manual(core, job).await?,
+        Trigger::Initial | Trigger::Automatic => claim(core, job).await?,
+    };
+    let Some(claimed) = claimed else {
+        return Ok(Outcome::Skipped("not due, already attempted, or finished"));
+    };
+    let body: Option<String> = sqlx::query_scalar("SELECT body FROM events WHERE id = $1 AND received_at = $2")
+        .bind(&claimed.event_id)
+        .bind(job.event_received_at)
+        .fetch_optional(&core.ctx.db)
+        .await?;
+    let Some(body) = body else {
+        fail_delivery(core, job).await?;
+        return Ok(Outcome::Skipped("the event is gone"));
+    };
+    let target = match core.cache.get(claimed.webhook_id) {
+        Some(t) => Some(t),
+        None => hookrelay_shared::webhooks::load_target(&core.ctx.db, claimed.webhook_id)
+            .await?
+            .map(Arc::new),
+    };
+    let Some(target) = target else {
+        fail_delivery(core, job).await?;
+        return Ok(Outcome::Skipped("the webhook was deleted"));
+    };
+    if !target.webhook.enabled && job.trigger != Trigger::Manual {
+        fail_delivery(core, job).await?;
+        return Ok(Outcome::Skipped("the webhook is disabled"));
+    }
+    let req = AttemptRequest {
+        delivery_id: job.delivery_id,
+        event_id: claimed.event_id,
+        event_received_at: job.event_received_at,
+        event_type: claimed.event_type,
+        body: Arc::from(body),
+        target,
+        attempt: claimed.attempt,
+        trigger: job.trigger,
+        delivery_created_at: claimed.created_at,
+    };
+    let (done_tx, done_rx) = oneshot::channel();
+    core.attempt(req, Some(permit), Some(done_tx)).await;
+    // Acked only once the attempt is committed.
+    done_rx
+        .await
+        .map_err(|_| anyhow::anyhow!("the recorder stopped before the attempt was recorded"))?;
+    Ok(Outcome::Done)
+}
+
+type ClaimRow = (String, Uuid, String, OffsetDateTime);
+
+/// Takes the delivery for this attempt, extending its lease; `None` for a stale or duplicate job.
+async fn claim(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> {
+    let row: Option<ClaimRow> = sqlx::query_as(
+        "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+         WHERE id = $1 AND event_received_at = $2 AND state IN ('pending', 'retrying')
+           AND attempt_count = $4 - 1 AND next_attempt_at <= now() + interval '5 seconds'
+         RETURNING event_id, webhook_id, event_type, created_at",
+    )
+    .bind(job.delivery_id)
+    .bind(job.event_received_at)
+    .bind(core.ctx.config.attempt_lease.0.as_secs_f64())
+    .bind(job.attempt)
+    .fetch_optional(&core.ctx.db)
+    .await?;
+    Ok(row.map(|(event_id, webhook_id, event_type, created_at)| Claimed {
+        event_id,
+        webhook_id,
+        event_type,
+        created_at,
+        attempt: job.attempt,
+    }))
+}
+
+/// A manual retry is sent whatever the delivery's state, as the next attempt number.
+async fn manual(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> {
+    let row: Option<(String, Uuid, String, OffsetDateTime, i32)> = sqlx::query_as(
+        "SELECT event_id, webhook_id, event_type, created_at, attempt_count FROM deliveries
+         WHERE id = $1 AND event_received_at = $2",
+    )
+    .bind(job.delivery_id)
+    .bind(job.event_received_at)
+    .fetch_optional(&core.ctx.db)
+    .await?;
+    Ok(row.map(|(event_id, webhook_id, event_type, created_at, count)| Claimed {
+        event_id,
+        webhook_id,
+        event_type,
+        created_at,
+        attempt: count + 1,
+    }))
+}
+
+/// Ends a delivery that can't be attempted any more (no request is made).
+async fn fail_delivery(core: &Core, job: &DeliveryJob) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, updated_at = now()
+         WHERE id = $1 AND event_received_at = $2 AND state IN ('pending', 'retrying')",
+    )
+    .bind(job.delivery_id)
+    .bind(job.event_received_at)
+    .execute(&core.ctx.db)
+    .await?;
+    Ok(())
+}
