@@ -101,7 +101,10 @@ async fn handle_batch(
         match parse_event(&d.data, core.ctx.config.max_event_bytes, received_at) {
             Ok(event) => {
                 if !seen.insert(event.id.clone()) {
-                    metrics.events_consumed.get_or_create(&[("outcome", "duplicate")]).inc();
+                    metrics
+                        .events_consumed
+                        .get_or_create(&[("outcome", "duplicate")])
+                        .inc();
                     continue;
                 }
                 let targets = core.cache.matching(&event.event_type);
@@ -132,12 +135,21 @@ async fn handle_batch(
         .collect();
     for a in &accepted {
         if duplicates.contains(&a.event.id) {
-            metrics.events_consumed.get_or_create(&[("outcome", "duplicate")]).inc();
+            metrics
+                .events_consumed
+                .get_or_create(&[("outcome", "duplicate")])
+                .inc();
             continue;
         }
-        metrics.events_consumed.get_or_create(&[("outcome", "accepted")]).inc();
+        metrics
+            .events_consumed
+            .get_or_create(&[("outcome", "accepted")])
+            .inc();
         metrics.deliveries_created.inc_by(a.targets.len() as u64);
-        let body = body_of.get(a.event.id.as_str()).cloned().unwrap_or_else(|| Arc::from(""));
+        let body = body_of
+            .get(a.event.id.as_str())
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""));
         for (target, delivery_id) in a.targets.iter().zip(&a.delivery_ids) {
             let req = AttemptRequest {
                 delivery_id: *delivery_id,
@@ -171,7 +183,8 @@ async fn handle_batch(
 fn now_micros() -> OffsetDateTime {
     // PostgreSQL keeps microseconds; the same value must come back from the database.
     let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(now.nanosecond() / 1000 * 1000).unwrap_or(now)
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
 }
 
 fn reason_label(err: &EventError) -> &'static str {
@@ -206,12 +219,18 @@ async fn dead_letter(
     amqp::publish_confirmed(dead_channel, "", &core.names.dead_queue, &d.data, props)
         .await
         .inspect_err(|_| {
-            core.ctx.metrics.amqp_errors.get_or_create(&[("op", "publish")]).inc();
+            core.ctx
+                .metrics
+                .amqp_errors
+                .get_or_create(&[("op", "publish")])
+                .inc();
         })?;
     tracing::warn!(reason = reason_label(err), error = %err, bytes = d.data.len(),
         "message is not an event; dead-lettered");
     let m = &core.ctx.metrics;
-    m.events_consumed.get_or_create(&[("outcome", "dead_lettered")]).inc();
+    m.events_consumed
+        .get_or_create(&[("outcome", "dead_lettered")])
+        .inc();
     m.events_dead_lettered
         .get_or_create(&[("reason", reason_label(err))])
         .inc();
@@ -241,8 +260,12 @@ async fn store_with_retry(
             }
             Err(e) if is_missing_partition(&e) => {
                 tracing::warn!("no partition for an event; creating partitions");
-                hookrelay_shared::db::ensure_partitions(&core.ctx.db, 1, hookrelay_shared::db::PARTITION_DAYS_AHEAD)
-                    .await?;
+                hookrelay_shared::db::ensure_partitions(
+                    &core.ctx.db,
+                    1,
+                    hookrelay_shared::db::PARTITION_DAYS_AHEAD,
+                )
+                .await?;
             }
             Err(e) => {
                 // Never ack what is not stored: keep the batch and try again.
@@ -260,7 +283,11 @@ async fn store_with_retry(
 
 /// One transaction: lock the ids, find the ones already stored, insert the rest with their
 /// deliveries. Returns the ids that were duplicates.
-async fn store(core: &Core, accepted: &[Accepted], received_at: OffsetDateTime) -> sqlx::Result<HashSet<String>> {
+async fn store(
+    core: &Core,
+    accepted: &[Accepted],
+    received_at: OffsetDateTime,
+) -> sqlx::Result<HashSet<String>> {
     let mut ids: Vec<String> = accepted.iter().map(|a| a.event.id.clone()).collect();
     // Sorted, so that two replicas locking overlapping batches can't deadlock.
     ids.sort();

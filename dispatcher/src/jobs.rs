@@ -51,7 +51,8 @@ pub async fn consume(core: Arc<Core>, channel: Channel, shutdown: CancellationTo
             p = core.permits.clone().acquire_owned() => p?,
         };
         let c = core.clone();
-        core.tasks.spawn(async move { handle(&c, delivery, permit).await });
+        core.tasks
+            .spawn(async move { handle(&c, delivery, permit).await });
     }
     let _ = channel
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
@@ -118,7 +119,11 @@ async fn ack(core: &Core, delivery: &Delivery) {
 /// Claims (or, for a manual job, looks up) the delivery, makes the attempt and waits until it
 /// is recorded. Public so tests can step one job without a queue.
 #[tracing::instrument(skip_all, fields(delivery_id = %job.delivery_id, trigger = job.trigger.as_str()))]
-pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob, permit: OwnedSemaphorePermit) -> anyhow::Result<Outcome> {
+pub async fn run_job(
+    core: &Arc<Core>,
+    job: &DeliveryJob,
+    permit: OwnedSemaphorePermit,
+) -> anyhow::Result<Outcome> {
     let claimed = match job.trigger {
         Trigger::Manual => manual(core, job).await?,
         Trigger::Initial | Trigger::Automatic => claim(core, job).await?,
@@ -126,11 +131,12 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob, permit: OwnedSemaphore
     let Some(claimed) = claimed else {
         return Ok(Outcome::Skipped("not due, already attempted, or finished"));
     };
-    let body: Option<String> = sqlx::query_scalar("SELECT body FROM events WHERE id = $1 AND received_at = $2")
-        .bind(&claimed.event_id)
-        .bind(job.event_received_at)
-        .fetch_optional(&core.ctx.db)
-        .await?;
+    let body: Option<String> =
+        sqlx::query_scalar("SELECT body FROM events WHERE id = $1 AND received_at = $2")
+            .bind(&claimed.event_id)
+            .bind(job.event_received_at)
+            .fetch_optional(&core.ctx.db)
+            .await?;
     let Some(body) = body else {
         fail_delivery(core, job).await?;
         return Ok(Outcome::Skipped("the event is gone"));
@@ -204,13 +210,15 @@ async fn manual(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>>
     .bind(job.event_received_at)
     .fetch_optional(&core.ctx.db)
     .await?;
-    Ok(row.map(|(event_id, webhook_id, event_type, created_at, count)| Claimed {
-        event_id,
-        webhook_id,
-        event_type,
-        created_at,
-        attempt: count + 1,
-    }))
+    Ok(
+        row.map(|(event_id, webhook_id, event_type, created_at, count)| Claimed {
+            event_id,
+            webhook_id,
+            event_type,
+            created_at,
+            attempt: count + 1,
+        }),
+    )
 }
 
 /// Ends a delivery that can't be attempted any more (no request is made).

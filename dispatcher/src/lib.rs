@@ -46,7 +46,12 @@ pub struct Core {
 
 impl Core {
     /// Sends one attempt and hands its record to the recorder.
-    pub async fn attempt(&self, req: AttemptRequest, permit: Option<OwnedSemaphorePermit>, done: Option<oneshot::Sender<()>>) {
+    pub async fn attempt(
+        &self,
+        req: AttemptRequest,
+        permit: Option<OwnedSemaphorePermit>,
+        done: Option<oneshot::Sender<()>>,
+    ) {
         let permit = match permit {
             Some(p) => Some(p),
             None => self.permits.clone().acquire_owned().await.ok(),
@@ -70,9 +75,15 @@ impl Core {
     }
 
     /// Runs [`Core::attempt`] on its own task.
-    pub fn spawn_attempt(self: &Arc<Self>, req: AttemptRequest, permit: Option<OwnedSemaphorePermit>, done: Option<oneshot::Sender<()>>) {
+    pub fn spawn_attempt(
+        self: &Arc<Self>,
+        req: AttemptRequest,
+        permit: Option<OwnedSemaphorePermit>,
+        done: Option<oneshot::Sender<()>>,
+    ) {
         let core = self.clone();
-        self.tasks.spawn(async move { core.attempt(req, permit, done).await });
+        self.tasks
+            .spawn(async move { core.attempt(req, permit, done).await });
     }
 }
 
@@ -127,7 +138,11 @@ impl Dispatcher {
             match session(&core, &shutdown, &mut backoff).await {
                 Ok(conn) => connection = Some(conn),
                 Err(e) => {
-                    core.ctx.metrics.amqp_errors.get_or_create(&[("op", "connect")]).inc();
+                    core.ctx
+                        .metrics
+                        .amqp_errors
+                        .get_or_create(&[("op", "connect")])
+                        .inc();
                     tracing::error!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64,
                         "RabbitMQ session failed; reconnecting");
                     tokio::select! {
@@ -160,7 +175,11 @@ impl Dispatcher {
 
 /// One AMQP connection with both consumers. Returns the connection (still open, so jobs in
 /// flight can be acked) when `shutdown` stops the consumers, or an error when it fails.
-async fn session(core: &Arc<Core>, shutdown: &CancellationToken, backoff: &mut Duration) -> anyhow::Result<lapin::Connection> {
+async fn session(
+    core: &Arc<Core>,
+    shutdown: &CancellationToken,
+    backoff: &mut Duration,
+) -> anyhow::Result<lapin::Connection> {
     let conn = amqp::connect(&core.ctx.config.amqp_url, "dispatcher").await?;
     let setup = conn.create_channel().await?;
     amqp::declare_topology(&setup, &core.names).await?;

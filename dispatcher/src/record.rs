@@ -7,9 +7,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use hookrelay_shared::{
-    Context, db, ids, jobs::Trigger, retry, retry_store, retry_store::RetryEntry,
-};
+use hookrelay_shared::{Context, db, ids, jobs::Trigger, retry, retry_store, retry_store::RetryEntry};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -30,7 +28,9 @@ pub const CHANNEL_CAPACITY: usize = 4096;
 pub enum Plan {
     Success,
     /// Failed; the next automatic retry is due then.
-    Retry { at: OffsetDateTime },
+    Retry {
+        at: OffsetDateTime,
+    },
     /// Failed and no retry is left.
     Exhausted,
     /// A manual attempt failed: the automatic schedule, if any, stays as it is.
@@ -156,7 +156,9 @@ async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationTok
 fn observe(ctx: &Context, r: &Record) {
     ctx.metrics
         .attempt(r.out.success(), r.req.trigger.as_str(), r.out.response_code);
-    ctx.metrics.delivery_duration.observe(r.out.duration.as_secs_f64());
+    ctx.metrics
+        .delivery_duration
+        .observe(r.out.duration.as_secs_f64());
 }
 
 async fn write_with_retry(ctx: &Context, batch: &[Record]) -> Vec<RetryEntry> {
@@ -191,9 +193,8 @@ async fn write_with_retry(ctx: &Context, batch: &[Record]) -> Vec<RetryEntry> {
 
 /// Whether an INSERT failed because no partition covers the row.
 pub fn is_missing_partition(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| {
-        d.code().is_some_and(|c| c == "23514") && d.message().contains("no partition")
-    })
+    e.as_database_error()
+        .is_some_and(|d| d.code().is_some_and(|c| c == "23514") && d.message().contains("no partition"))
 }
 
 #[derive(Default)]
@@ -372,7 +373,8 @@ impl RedisSlot {
         if self.conn.is_none() {
             let client = redis::Client::open(self.url.as_str());
             match client {
-                Ok(c) => match tokio::time::timeout(Duration::from_secs(2), c.get_connection_manager()).await {
+                Ok(c) => match tokio::time::timeout(Duration::from_secs(2), c.get_connection_manager()).await
+                {
                     Ok(Ok(m)) => self.conn = Some(m),
                     Ok(Err(e)) => tracing::warn!(error = %e, "redis connect failed"),
                     Err(_) => tracing::warn!("redis connect timed out"),
@@ -381,8 +383,10 @@ impl RedisSlot {
             }
         }
         let Some(conn) = self.conn.as_mut() else {
-            tracing::warn!(retries = entries.len(),
-                "retries not added to redis; the scheduler's reconcile adds them from PostgreSQL");
+            tracing::warn!(
+                retries = entries.len(),
+                "retries not added to redis; the scheduler's reconcile adds them from PostgreSQL"
+            );
             return;
         };
         let result = tokio::time::timeout(
@@ -403,8 +407,10 @@ impl RedisSlot {
             }
             Err(_) => {
                 self.conn = None;
-                tracing::warn!(retries = entries.len(),
-                    "adding retries to redis timed out; the scheduler's reconcile adds them from PostgreSQL");
+                tracing::warn!(
+                    retries = entries.len(),
+                    "adding retries to redis timed out; the scheduler's reconcile adds them from PostgreSQL"
+                );
             }
         }
     }

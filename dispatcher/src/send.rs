@@ -4,12 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use hookrelay_shared::{
-    Config, VERSION,
-    config::MAX_RESPONSE_BODY_BYTES,
-    duration::format_duration,
-    jobs::Trigger,
-    signature, ssrf,
-    webhooks::Target,
+    Config, VERSION, config::MAX_RESPONSE_BODY_BYTES, duration::format_duration, jobs::Trigger, signature,
+    ssrf, webhooks::Target,
 };
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
@@ -135,12 +131,7 @@ impl Sender {
     }
 
     fn headers(&self, req: &AttemptRequest, timestamp: i64) -> HeaderMap {
-        let sig = signature::sign_header(
-            &req.target.secrets,
-            &req.event_id,
-            timestamp,
-            req.body.as_bytes(),
-        );
+        let sig = signature::sign_header(&req.target.secrets, &req.event_id, timestamp, req.body.as_bytes());
         let mut h = HeaderMap::new();
         let mut put = |name: &'static str, value: String| {
             // Event ids and types are validated printable ASCII, so this only guards against bugs.
@@ -252,7 +243,8 @@ pub fn describe_error(err: &reqwest::Error, timeout: Duration) -> String {
         format!("refused: {innermost}")
     } else if all.contains("connection refused") {
         "connection refused".to_owned()
-    } else if all.contains("dns error") || all.contains("did not resolve") || all.contains("failed to lookup") {
+    } else if all.contains("dns error") || all.contains("did not resolve") || all.contains("failed to lookup")
+    {
         format!("dns: {innermost}")
     } else if all.contains("certificate") || all.contains("tls") || all.contains("handshake") {
         format!("tls: {innermost}")

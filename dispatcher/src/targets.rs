@@ -80,7 +80,11 @@ impl TargetCache {
                     }
                 }
             }
-            let tick = tokio::time::sleep(if listener.is_some() { FULL_RELOAD_EVERY } else { backoff });
+            let tick = tokio::time::sleep(if listener.is_some() {
+                FULL_RELOAD_EVERY
+            } else {
+                backoff
+            });
             let got = async {
                 match listener.as_mut() {
                     Some(l) => Some(l.recv().await),

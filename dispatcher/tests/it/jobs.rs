@@ -1,0 +1,125 @@
+//! The jobs path: a manual job sends with trigger `manual`; a duplicated automatic job sends once.
+
+use hookrelay_dispatcher::{Dispatcher, jobs};
+use hookrelay_shared::{
+    jobs::{DeliveryJob, Trigger, publish_job},
+    testing::{Receiver, Reply},
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+async fn received_at(env: &hookrelay_shared::testing::TestEnv, delivery_id: Uuid) -> OffsetDateTime {
+    sqlx::query_scalar("SELECT event_received_at FROM deliveries WHERE id = $1")
+        .bind(delivery_id)
+        .fetch_one(&env.db)
+        .await
+        .expect("delivery")
+}
+
+#[tokio::test]
+async fn a_manual_job_from_the_queue_sends_at_once_with_trigger_manual() {
+    let env = env_with(|_| {}).await;
+    // Fails first, then succeeds.
+    let rx = Receiver::start_with(|n| {
+        if n == 0 {
+            Reply::status(503, "down")
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let (hook, _) = webhook(&env, "m", &rx.url("/"), &["*"], true).await;
+    let running = start(&env).await;
+    let ch = env.channel().await;
+    env.publish_raw(&ch, "a.b", &event("evt_manual", "a.b")).await;
+    let first = wait_attempts(&env, hook.id, 1).await[0].clone();
+    assert_eq!(first.status, "failed");
+
+    let job = DeliveryJob {
+        delivery_id: first.delivery_id,
+        event_received_at: received_at(&env, first.delivery_id).await,
+        trigger: Trigger::Manual,
+        attempt: 0,
+    };
+    publish_job(&ch, &env.names, &job).await.expect("job published");
+    let got = wait_attempts(&env, hook.id, 2).await;
+    let manual = &got[1];
+    assert_eq!(
+        (manual.trigger.as_str(), manual.attempt, manual.status.as_str()),
+        ("manual", 2, "success")
+    );
+    assert_eq!(rx.received()[1].header("x-webhook-attempt"), Some("2"));
+    let (state, count, has_next) = delivery_state(&env, first.delivery_id).await;
+    assert_eq!(
+        (state.as_str(), count, has_next),
+        ("succeeded", 2, false),
+        "a manual success cancels the retry"
+    );
+
+    running.shutdown().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_automatic_job_published_twice_sends_once() {
+    let env = env_with(|_| {}).await;
+    let rx = Receiver::start_with(|n| {
+        if n == 0 {
+            Reply::status(500, "no")
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let (hook, _) = webhook(&env, "auto", &rx.url("/"), &["*"], true).await;
+    let running = start(&env).await;
+    let ch = env.channel().await;
+    env.publish_raw(&ch, "a.b", &event("evt_auto", "a.b")).await;
+    let first = wait_attempts(&env, hook.id, 1).await[0].clone();
+    assert_eq!(delivery_state(&env, first.delivery_id).await.0, "retrying");
+    running.shutdown().await;
+
+    // Make the retry due now, then run the same job twice at once, as two scheduler replicas might.
+    sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE id = $1")
+        .bind(first.delivery_id)
+        .execute(&env.db)
+        .await
+        .expect("due now");
+    let dispatcher = Dispatcher::build(env.context()).await.expect("builds");
+    let core = dispatcher.core().clone();
+    let job = DeliveryJob {
+        delivery_id: first.delivery_id,
+        event_received_at: received_at(&env, first.delivery_id).await,
+        trigger: Trigger::Automatic,
+        attempt: 2,
+    };
+    let permit = || core.permits.clone().acquire_owned();
+    let (p1, p2) = (permit().await.expect("permit"), permit().await.expect("permit"));
+    let (a, b) = tokio::join!(jobs::run_job(&core, &job, p1), jobs::run_job(&core, &job, p2));
+    let mut outcomes = vec![a.expect("job runs"), b.expect("job runs")];
+    outcomes.sort_by_key(|o| matches!(o, jobs::Outcome::Skipped(_)));
+    assert_eq!(outcomes[0], jobs::Outcome::Done);
+    assert!(matches!(outcomes[1], jobs::Outcome::Skipped(_)), "{outcomes:?}");
+    assert_eq!(rx.count(), 2, "the initial attempt and one retry");
+    let got = attempts(&env, hook.id).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (got[1].trigger.as_str(), got[1].attempt, got[1].status.as_str()),
+        ("automatic", 2, "success")
+    );
+    // Once more, later: the delivery is finished, so the job is stale.
+    let p3 = permit().await.expect("permit");
+    assert!(matches!(
+        jobs::run_job(&core, &job, p3).await.expect("runs"),
+        jobs::Outcome::Skipped(_)
+    ));
+    assert_eq!(rx.count(), 2);
+
+    drop(core);
+    let stop = tokio_util::sync::CancellationToken::new();
+    stop.cancel();
+    dispatcher.run(stop).await.expect("stops");
+    env.cleanup().await;
+}
