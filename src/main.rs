@@ -14,6 +14,8 @@ use hookrelay_shared::{
 };
 use tokio_util::sync::CancellationToken;
 
+mod listen;
+
 #[derive(Parser)]
 #[command(
     name = "hookrelay",
@@ -61,6 +63,18 @@ enum Command {
     },
     /// Run retention once and print what it removed.
     Purge,
+    /// Run a local receiver that prints every webhook it gets (and checks signatures).
+    Listen {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        addr: std::net::SocketAddr,
+        /// The webhook's secret (`whsec_…`), to verify signatures.
+        #[arg(long, env = "HOOKRELAY_LISTEN_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Answer with this HTTP status (to try failures and retries).
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+    },
 }
 
 #[derive(Subcommand)]
@@ -209,6 +223,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         Command::Tokens { command } => tokens_command(command, &config).await,
         Command::Webhooks { command } => webhooks_command(command, &config).await,
         Command::Publish { event_type, data, id } => publish(&config, event_type, data, id).await,
+        Command::Listen { addr, secret, status } => listen::run(addr, secret, status).await,
         Command::Purge => {
             let pool = db::migrate(&config).await.context("PostgreSQL")?;
             let ctx = Context {
