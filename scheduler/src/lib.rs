@@ -93,8 +93,7 @@ impl Scheduler {
         let client = redis::Client::open(ctx.config.redis_url.as_str())
             .map_err(|e| anyhow::anyhow!("HOOKRELAY_REDIS_URL: {e}"))?;
         let redis = ConnectionManager::new(client).await?;
-        let publisher =
-            publisher::Publisher::new(&ctx.config.amqp_url, Names::new(&ctx.config.namespace));
+        let publisher = publisher::Publisher::new(&ctx.config.amqp_url, Names::new(&ctx.config.namespace));
         Ok(Self {
             ctx,
             opts,

@@ -76,9 +76,18 @@ pub async fn reconcile(
         .get_or_create(&[("op", "reconcile")])
         .observe(started.elapsed().as_secs_f64());
     if report.added > 0 {
-        tracing::info!(scanned = report.scanned, added = report.added, duration_ms = started.elapsed().as_millis() as u64, "reconcile re-added missing retries");
+        tracing::info!(
+            scanned = report.scanned,
+            added = report.added,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "reconcile re-added missing retries"
+        );
     } else {
-        tracing::debug!(scanned = report.scanned, duration_ms = started.elapsed().as_millis() as u64, "reconcile: Redis matches PostgreSQL");
+        tracing::debug!(
+            scanned = report.scanned,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "reconcile: Redis matches PostgreSQL"
+        );
     }
     Ok(report)
 }
