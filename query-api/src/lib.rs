@@ -1,14 +1,147 @@
-//! The query API: the delivery log, retries, webhooks, tokens, the admin page, metrics. (Being built.)
+//! The query API: the delivery log, manual and bulk retries, webhooks, tokens, OpenAPI,
+//! health and metrics, plus the admin page's routes. Stateless: any number of replicas can
+//! serve behind a load balancer, and it never talks to a webhook endpoint itself (a retry is a
+//! job for a dispatcher).
 
 pub mod admin;
+pub mod auth;
+pub mod cursor;
+pub mod deliveries;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod publisher;
+pub mod retries;
+pub mod state;
+pub mod tokens;
+pub mod webhooks;
 
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{StatusCode, header},
+    middleware,
+    response::IntoResponse,
+    routing::get,
+};
 use hookrelay_shared::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// Serves the API on `listener` until `shutdown` is cancelled.
+pub use state::AppState;
+
+/// Largest request body accepted (a bigger one is a 413 problem).
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hookrelay",
+        description = "Webhook delivery: the delivery log, retries, webhooks and API tokens. \
+                       Errors are application/problem+json.",
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(error::Problem)),
+    tags(
+        (name = "deliveries", description = "The delivery log (one item per attempt) and retries; admin role"),
+        (name = "webhooks", description = "Webhook management; admin role"),
+        (name = "tokens", description = "API tokens; owner role"),
+        (name = "operations", description = "Health, readiness and metrics; no token"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token (`hookrelay tokens create`)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API routes with their OpenAPI document, generated from the handlers' annotations.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::detail))
+        .routes(routes!(retries::retry_one))
+        .routes(routes!(retries::retry_bulk))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(tokens::me))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics_text))
+        .split_for_parts()
+}
+
+/// The OpenAPI 3 document of every route, as JSON.
+pub fn openapi_json() -> String {
+    let (_, doc) = api();
+    doc.to_pretty_json().unwrap_or_else(|_| "{}".into())
+}
+
+/// The whole HTTP surface: `/api/v1/*`, the admin page, `/healthz`, `/readyz`, `/metrics`.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = api();
+    let doc: Arc<str> = doc.to_pretty_json().unwrap_or_else(|_| "{}".into()).into();
+    let timeout = state.request_timeout;
+    routes
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc.to_string()).into_response() }
+            }),
+        )
+        .merge(admin::router())
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        // 503 (not 408): the server, not the client, was too slow.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(middleware::from_fn(ops::problem_for_bare_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), ops::count_requests))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then lets in-flight requests
+/// and background bulk retries finish within the shutdown grace period.
 pub async fn run(ctx: Context, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let _ = (ctx, listener);
-    shutdown.cancelled().await;
+    let grace = ctx.config.shutdown_grace.0;
+    let state = AppState::new(ctx);
+    let app = router(state.clone());
+    tracing::info!(addr = ?listener.local_addr().ok(), "query API listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    state.tasks.close();
+    if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
+        tracing::warn!("bulk retries still publishing at the end of the grace period; the rest are dropped");
+    }
+    state.publisher.close().await;
     Ok(())
 }

@@ -287,3 +287,108 @@ pub async fn load_target(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Target>
     let secrets = secrets.iter().filter_map(|s| Secret::parse(s).ok()).collect();
     Ok(Some(Target { webhook, secrets }))
 }
+
+/// A change to a webhook with PATCH semantics: absent fields stay as they are.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+    /// `null` removes the webhook's own policy (back to the default); absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    pub retry_policy: Option<Option<RetryPolicySpec>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl WebhookPatch {
+    /// Checks every field that is given.
+    pub fn validate(&self, allow_private: bool) -> Result<(), InvalidField> {
+        if let Some(n) = &self.name {
+            validate_name(n)?;
+        }
+        if let Some(u) = &self.url {
+            validate_url(u, allow_private)?;
+        }
+        if let Some(p) = &self.event_types {
+            validate_patterns(p)?;
+        }
+        if let Some(p) = &self.retry_policy {
+            validate_policy(p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Live webhooks in creation order, after the `(created_at, id)` of the previous page's last.
+pub async fn list(
+    pool: &PgPool,
+    after: Option<(OffsetDateTime, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<Webhook>> {
+    let (t, id) = after.unzip();
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM webhooks
+         WHERE deleted_at IS NULL AND ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
+         ORDER BY created_at, id LIMIT $3"
+    )))
+    .bind(t)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Applies a (validated) patch; `None` when there is no such live webhook.
+pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Result<Option<Webhook>> {
+    let (set_policy, policy) = match patch.retry_policy {
+        Some(p) => (true, p.map(sqlx::types::Json)),
+        None => (false, None),
+    };
+    let mut tx = pool.begin().await?;
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE webhooks SET name = COALESCE($2, name), url = COALESCE($3, url),
+             event_types = COALESCE($4, event_types), enabled = COALESCE($5, enabled),
+             retry_policy = CASE WHEN $6 THEN $7 ELSE retry_policy END, updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(patch.name.as_deref().map(str::trim))
+    .bind(patch.url)
+    .bind(patch.event_types)
+    .bind(patch.enabled)
+    .bind(set_policy)
+    .bind(policy)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if row.is_some() {
+        notify_changed(&mut *tx, id).await?;
+    }
+    tx.commit().await?;
+    Ok(row.map(from_row))
+}
+
+/// Soft-deletes a webhook (its attempts stay in the log); false when there is no such live one.
+pub async fn delete(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE webhooks SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let deleted = done.rows_affected() == 1;
+    if deleted {
+        notify_changed(&mut *tx, id).await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
+}

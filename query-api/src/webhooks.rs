@@ -1,0 +1,313 @@
+//! Webhook management: create, list, get, update, delete, rotate the secret. The secret is in
+//! the answer to create and rotate only. Storage and validation are `hookrelay_shared::webhooks`.
+
+use axum::{Json, extract::State, http::StatusCode};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hookrelay_shared::{
+    event::rfc3339,
+    signature::Secret,
+    webhooks::{self, InvalidField, NewWebhook, Webhook, WebhookPatch},
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::{
+    auth::{Admin, Auth},
+    error::{AppError, AppResult, Problem},
+    extract::{ApiJson, ApiQuery, IdPath, truncate},
+    state::AppState,
+};
+
+/// A webhook as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookOut {
+    pub id: Uuid,
+    pub name: String,
+    pub url: String,
+    /// Patterns: an exact type, `category.*` or `*`.
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    /// The webhook's own retry policy (`schedule`, or `max_retries`/`window`), if any.
+    #[schema(value_type = Option<Object>)]
+    pub retry_policy: Option<serde_json::Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// `whsec_...`: only in the answers to create and rotate-secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl WebhookOut {
+    fn new(w: Webhook, secret: Option<&Secret>) -> Self {
+        Self {
+            id: w.id,
+            name: w.name,
+            url: w.url,
+            event_types: w.event_types,
+            enabled: w.enabled,
+            retry_policy: w.retry_policy.and_then(|p| serde_json::to_value(p).ok()),
+            created_at: rfc3339(w.created_at),
+            updated_at: rfc3339(w.updated_at),
+            secret: secret.map(Secret::expose),
+        }
+    }
+}
+
+/// The body of `POST /api/v1/webhooks` (documentation of `hookrelay_shared::webhooks::NewWebhook`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct WebhookCreate {
+    name: String,
+    /// http or https; no credentials; private addresses only when allowed.
+    url: String,
+    event_types: Vec<String>,
+    /// Default true.
+    enabled: Option<bool>,
+    #[schema(value_type = Option<Object>)]
+    retry_policy: Option<serde_json::Value>,
+    /// A secret of your own (`whsec_` + base64 of at least 24 bytes); generated when absent.
+    secret: Option<String>,
+}
+
+/// The body of `PATCH /api/v1/webhooks/{id}`: absent fields stay as they are.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only
+pub struct WebhookUpdate {
+    name: Option<String>,
+    url: Option<String>,
+    event_types: Option<Vec<String>>,
+    enabled: Option<bool>,
+    /// `null` removes the webhook's own policy.
+    #[schema(value_type = Option<Object>)]
+    retry_policy: Option<serde_json::Value>,
+}
+
+/// A page of webhooks, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WebhookPage {
+    pub items: Vec<WebhookOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WebhookListParams {
+    /// 1..200, default 50.
+    #[param(value_type = Option<u32>)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn invalid(e: InvalidField) -> AppError {
+    AppError::unprocessable(e.to_string())
+}
+
+fn not_found(id: Uuid) -> AppError {
+    AppError::NotFound(format!("no webhook with id {id}"))
+}
+
+fn encode_cursor(w: &Webhook) -> String {
+    let micros = (w.created_at.unix_timestamp_nanos() / 1000) as i64;
+    URL_SAFE_NO_PAD.encode(format!("{micros}:{}", w.id))
+}
+
+fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), AppError> {
+    let bad = || AppError::bad("cursor: not a cursor from this API; use the previous page's next_cursor");
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (micros, id) = text.split_once(':').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).map_err(|_| bad())?;
+    Ok((t, Uuid::parse_str(id).map_err(|_| bad())?))
+}
+
+/// Live webhooks, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/webhooks", tag = "webhooks", params(WebhookListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = WebhookPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _auth: Auth<Admin>,
+    ApiQuery(p): ApiQuery<WebhookListParams>,
+) -> AppResult<Json<WebhookPage>> {
+    let limit = match p.limit.as_deref() {
+        None => 50,
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (1..=200).contains(&n) => n,
+            _ => {
+                return Err(AppError::bad(format!(
+                    "limit: `{}` is not a number from 1 to 200",
+                    truncate(s, 20)
+                )));
+            }
+        },
+    };
+    let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut rows = webhooks::list(&state.ctx.db, after, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = rows.last().filter(|_| more).map(encode_cursor);
+    Ok(Json(WebhookPage {
+        items: rows.into_iter().map(|w| WebhookOut::new(w, None)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Creates a webhook; the answer holds its secret (shown only here and on rotation).
+#[utoipa::path(
+    post, path = "/api/v1/webhooks", tag = "webhooks", request_body = WebhookCreate,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = WebhookOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (the detail names it)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    ApiJson(new): ApiJson<NewWebhook>,
+) -> AppResult<(StatusCode, Json<WebhookOut>)> {
+    new.validate(state.ctx.config.allow_private_targets)
+        .map_err(invalid)?;
+    let (webhook, secret) = webhooks::create(&state.ctx.db, new).await?;
+    tracing::info!(webhook_id = %webhook.id, token_id = %auth.token.id, "webhook created");
+    Ok((StatusCode::CREATED, Json(WebhookOut::new(webhook, Some(&secret)))))
+}
+
+/// One webhook (without its secret).
+#[utoipa::path(
+    get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = WebhookOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    _auth: Auth<Admin>,
+    IdPath(id): IdPath,
+) -> AppResult<Json<WebhookOut>> {
+    let w = webhooks::get(&state.ctx.db, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(Json(WebhookOut::new(w, None)))
+}
+
+/// Changes the given fields; the dispatchers pick the change up at once.
+#[utoipa::path(
+    patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    request_body = WebhookUpdate,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = WebhookOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    IdPath(id): IdPath,
+    ApiJson(patch): ApiJson<WebhookPatch>,
+) -> AppResult<Json<WebhookOut>> {
+    patch
+        .validate(state.ctx.config.allow_private_targets)
+        .map_err(invalid)?;
+    let w = webhooks::update(&state.ctx.db, id, patch)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    tracing::info!(webhook_id = %id, token_id = %auth.token.id, "webhook updated");
+    Ok(Json(WebhookOut::new(w, None)))
+}
+
+/// Deletes a webhook: it gets nothing more; its attempts stay in the log.
+#[utoipa::path(
+    delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    IdPath(id): IdPath,
+) -> AppResult<StatusCode> {
+    if !webhooks::delete(&state.ctx.db, id).await? {
+        return Err(not_found(id));
+    }
+    tracing::info!(webhook_id = %id, token_id = %auth.token.id, "webhook deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of rotate-secret (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// A secret of your own; generated when absent.
+    pub secret: Option<String>,
+}
+
+/// Replaces the secret; the previous one keeps signing beside it for 24 hours.
+#[utoipa::path(
+    post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = Uuid, Path)),
+    request_body(content = Option<RotateSecret>, description = "Optional"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The webhook with its new secret", body = WebhookOut),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    IdPath(id): IdPath,
+    body: axum::body::Bytes,
+) -> AppResult<Json<WebhookOut>> {
+    // The body is optional, so parse it by hand rather than demand a JSON content type.
+    let req: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateSecret::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| AppError::unprocessable(format!("request body: {e}")))?
+    };
+    let new = req
+        .secret
+        .map(|s| Secret::parse_strict(&s).map_err(|e| AppError::unprocessable(format!("secret: {e}"))))
+        .transpose()?;
+    let secret = webhooks::rotate_secret(&state.ctx.db, id, new)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let w = webhooks::get(&state.ctx.db, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    tracing::info!(webhook_id = %id, token_id = %auth.token.id, "webhook secret rotated");
+    Ok(Json(WebhookOut::new(w, Some(&secret))))
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the query API over real HTTP against real PostgreSQL (and, for the
+//! retry tests, RabbitMQ and an in-process dispatcher). One binary; one module per area.
+
+mod auth;
+mod bad_input;
+mod deliveries;
+mod details;
+mod ops;
+mod retries;
+mod support;
+mod webhooks;
