@@ -180,7 +180,9 @@ async fn session(
     shutdown: &CancellationToken,
     backoff: &mut Duration,
 ) -> anyhow::Result<lapin::Connection> {
-    let conn = amqp::connect(&core.ctx.config.amqp_url, "dispatcher").await?;
+    // Named after the namespace so an operator (or a test) can tell replicas of systems apart.
+    let name = format!("dispatcher-{}", core.ctx.config.namespace);
+    let conn = amqp::connect(&core.ctx.config.amqp_url, &name).await?;
     let setup = conn.create_channel().await?;
     amqp::declare_topology(&setup, &core.names).await?;
     let events_channel = conn.create_channel().await?;

@@ -6,4 +6,5 @@ mod delivery;
 mod helpers;
 mod jobs;
 mod outcomes;
+mod reconnect;
 mod ssrf;
