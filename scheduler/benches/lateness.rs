@@ -70,6 +70,7 @@ async fn main() {
     let rate = env_num("BENCH_RATE", 2000);
     let pending = env_num("BENCH_PENDING", 100_000);
     let replicas = env_num("BENCH_REPLICAS", 1);
+    hookrelay_shared::telemetry::init(hookrelay_shared::config::LogFormat::Text);
     let env = TestEnv::new().await;
     let ns = env.config.namespace.clone();
     let mut con = redis::Client::open(env.config.redis_url.as_str())
@@ -116,7 +117,7 @@ async fn main() {
         })
     };
 
-    let lateness: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let lateness: Arc<Mutex<Vec<(f64, f64)>>> = Arc::default();
     let ch = env.channel().await;
     ch.basic_qos(1000, BasicQosOptions::default()).await.expect("qos");
     let mut consumer = ch
@@ -146,7 +147,7 @@ async fn main() {
                     && due < end
                     && let Ok(mut l) = lateness.lock()
                 {
-                    l.push((now - due).as_seconds_f64());
+                    l.push(((due - start).as_seconds_f64(), (now - due).as_seconds_f64()));
                 }
             }
         })
@@ -167,7 +168,25 @@ async fn main() {
     let _ = feeder.await;
     let _ = measured.await;
 
-    let mut l = lateness.lock().map(|l| l.clone()).unwrap_or_default();
+    let all = lateness.lock().map(|l| l.clone()).unwrap_or_default();
+    // Per 5 s of due time, to tell a start-up transient from a steady backlog.
+    for w in 0..seconds.div_ceil(5) {
+        let mut part: Vec<f64> = all
+            .iter()
+            .filter(|(at, _)| (*at / 5.0).floor() as u64 == w)
+            .map(|(_, l)| *l)
+            .collect();
+        part.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "  due {:>3}-{:>3} s: n {:>6}, p50 {:.3} s, p99 {:.3} s",
+            w * 5,
+            w * 5 + 5,
+            part.len(),
+            pct(&part, 0.5),
+            pct(&part, 0.99)
+        );
+    }
+    let mut l: Vec<f64> = all.iter().map(|(_, l)| *l).collect();
     l.sort_by(|a, b| a.total_cmp(b));
     let expected = seconds * rate;
     println!(

@@ -1,9 +1,13 @@
 //! Firing due retries: claim (Lua, with a lease), publish each job and wait for the broker's
-//! confirms, then acknowledge (Lua: remove only what we still hold).
+//! confirms, then acknowledge (Lua: remove only what we still hold). Claiming and delivering
+//! are separate steps so the run loop can claim the next batch while earlier ones still wait
+//! for their confirms (a quorum queue confirms only after its log is synced).
 
 use std::time::Instant;
 
 use hookrelay_shared::{
+    Context,
+    amqp::Names,
     jobs::{DeliveryJob, Trigger, publish_job},
     redis_keys,
     retry_store::RetryEntry,
@@ -11,7 +15,7 @@ use hookrelay_shared::{
 use redis::aio::ConnectionManager;
 use time::OffsetDateTime;
 
-use crate::{Options, publisher::Publisher, scripts};
+use crate::{Options, scripts};
 
 /// What one round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +26,21 @@ pub struct FireRound {
     pub fired: usize,
     /// Jobs whose publish failed; they stay leased and fire again when the lease runs out.
     pub failed: usize,
+}
+
+/// One claimed batch, waiting to be published.
+pub struct Claimed {
+    /// The lease score every member was given; the ack removes only members still at it.
+    lease: i64,
+    entries: Vec<(String, RetryEntry)>,
+    /// Members that don't parse: removed without a job.
+    junk: Vec<String>,
+}
+
+impl Claimed {
+    pub fn len(&self) -> usize {
+        self.entries.len() + self.junk.len()
+    }
 }
 
 /// The current time in Unix milliseconds.
@@ -44,16 +63,13 @@ fn job_of(entry: &RetryEntry) -> DeliveryJob {
     }
 }
 
-/// Claims, publishes and acknowledges one batch of due retries.
-pub async fn round(
+/// Claims up to `opts.claim_batch` due retries under a lease.
+pub async fn claim(
     redis: &mut ConnectionManager,
-    publisher: &mut Publisher,
-    ctx: &hookrelay_shared::Context,
+    ctx: &Context,
     opts: &Options,
-) -> anyhow::Result<FireRound> {
-    let ns = &ctx.config.namespace;
-    let set = redis_keys::retries(ns);
-    let fired_set = redis_keys::key(ns, "fired");
+) -> redis::RedisResult<Claimed> {
+    let set = redis_keys::retries(&ctx.config.namespace);
     let now = now_ms();
     let lease = now + opts.claim_lease.as_millis() as i64;
     let started = Instant::now();
@@ -68,41 +84,50 @@ pub async fn round(
         .redis_operation
         .get_or_create(&[("op", "claim")])
         .observe(started.elapsed().as_secs_f64());
-    let mut round = FireRound {
-        claimed: flat.len() / 2,
-        ..Default::default()
+    let mut claimed = Claimed {
+        lease,
+        entries: Vec::with_capacity(flat.len() / 2),
+        junk: vec![],
     };
-    if flat.is_empty() {
-        return Ok(round);
-    }
-
-    let mut jobs = Vec::with_capacity(round.claimed);
-    let mut junk = Vec::new();
-    for pair in flat.chunks_exact(2) {
-        let score = pair[1].parse::<f64>().map(|s| s as i64).unwrap_or(now);
-        match RetryEntry::parse(&pair[0], score) {
-            Some(entry) => jobs.push((pair[0].as_str(), entry)),
+    let mut flat = flat.into_iter();
+    while let (Some(member), Some(score)) = (flat.next(), flat.next()) {
+        let score = score.parse::<f64>().map(|s| s as i64).unwrap_or(now);
+        match RetryEntry::parse(&member, score) {
+            Some(entry) => claimed.entries.push((member, entry)),
             None => {
                 // Not something a hookrelay component wrote: drop it rather than loop on it.
-                tracing::warn!(member = %pair[0], "removing a malformed retry entry");
-                junk.push(pair[0].as_str());
+                tracing::warn!(member = %member, "removing a malformed retry entry");
+                claimed.junk.push(member);
             }
         }
     }
+    Ok(claimed)
+}
 
-    let mut confirmed: Vec<&str> = junk;
-    match publisher.channel().await {
-        Ok(channel) => {
-            let names = publisher.names().clone();
-            let results = futures::future::join_all(jobs.iter().map(|(_, e)| {
+/// Publishes the jobs of a claimed batch (all at once, then every confirm awaited) and
+/// acknowledges the confirmed ones. A failed publish leaves its member leased.
+pub async fn deliver(
+    claimed: Claimed,
+    channel: Option<&lapin::Channel>,
+    names: &Names,
+    redis: &mut ConnectionManager,
+    ctx: &Context,
+    opts: &Options,
+) -> anyhow::Result<FireRound> {
+    let started = Instant::now();
+    let mut round = FireRound {
+        claimed: claimed.len(),
+        ..Default::default()
+    };
+    let mut confirmed: Vec<&str> = claimed.junk.iter().map(String::as_str).collect();
+    match channel {
+        Some(channel) => {
+            let results = futures::future::join_all(claimed.entries.iter().map(|(_, e)| {
                 let job = job_of(e);
-                let channel = &channel;
-                let names = &names;
                 async move { publish_job(channel, names, &job).await }
             }))
             .await;
-            let mut errors = 0;
-            for ((member, entry), result) in jobs.iter().zip(results) {
+            for ((member, entry), result) in claimed.entries.iter().zip(results) {
                 match result {
                     Ok(()) => {
                         confirmed.push(member);
@@ -111,39 +136,50 @@ pub async fn round(
                         ctx.metrics.retry_lateness.observe(lateness_ms as f64 / 1000.0);
                     }
                     Err(e) => {
-                        errors += 1;
-                        round.failed += 1;
-                        if errors == 1 {
+                        if round.failed == 0 {
                             tracing::warn!(error = %e, "publishing a retry job failed; it fires again after its lease");
                         }
+                        round.failed += 1;
                     }
                 }
             }
-            if errors > 0 {
+            if round.failed > 0 {
                 ctx.metrics.amqp_errors.get_or_create(&[("op", "publish")]).inc();
-                publisher.reset().await;
             }
         }
-        Err(e) => {
-            round.failed = jobs.len();
-            ctx.metrics.amqp_errors.get_or_create(&[("op", "connect")]).inc();
-            tracing::warn!(error = %e, "cannot reach RabbitMQ; claimed retries fire again after their lease");
-        }
+        None => round.failed = claimed.entries.len(),
     }
+    let publish_ms = started.elapsed().as_millis() as u64;
 
     if !confirmed.is_empty() {
+        let ns = &ctx.config.namespace;
+        let set = redis_keys::retries(ns);
+        let fired_set = redis_keys::key(ns, "fired");
         let guard_from = now_ms() - opts.fired_guard.as_millis() as i64;
         let mut inv = scripts::ACK.key(&set);
-        inv.key(&fired_set).arg(lease).arg(now_ms()).arg(guard_from);
+        inv.key(&fired_set)
+            .arg(claimed.lease)
+            .arg(now_ms())
+            .arg(guard_from);
         for m in &confirmed {
             inv.arg(*m);
         }
-        let started = Instant::now();
+        let ack_started = Instant::now();
         let _removed: i64 = inv.invoke_async(redis).await?;
         ctx.metrics
             .redis_operation
             .get_or_create(&[("op", "ack")])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(ack_started.elapsed().as_secs_f64());
+    }
+    let total_ms = started.elapsed().as_millis() as u64;
+    if total_ms > 1000 {
+        // A slow round makes every retry in it late: say which step was slow.
+        tracing::warn!(
+            claimed = round.claimed,
+            publish_ms,
+            ack_ms = total_ms - publish_ms,
+            "slow scheduler round"
+        );
     }
     Ok(round)
 }

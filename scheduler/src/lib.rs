@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use hookrelay_shared::{Context, amqp::Names, redis_keys};
 use redis::aio::ConnectionManager;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use fire::FireRound;
@@ -50,6 +51,9 @@ pub struct Options {
     pub poll_every: Duration,
     /// Most retries claimed per round.
     pub claim_batch: usize,
+    /// Claimed batches that may wait for their confirms at once (the loop claims the next batch
+    /// meanwhile, so confirm latency does not cap throughput).
+    pub max_in_flight: usize,
     /// How long a claimed retry is held before another replica may fire it. Publishing takes
     /// milliseconds; this only matters after a crash or while RabbitMQ is unreachable.
     pub claim_lease: Duration,
@@ -70,6 +74,7 @@ impl Options {
         Self {
             poll_every: Duration::from_millis(50),
             claim_batch: 500,
+            max_in_flight: 4,
             claim_lease: Duration::from_secs(10),
             fired_guard: config.attempt_lease.0,
             reconcile_every: Duration::from_secs(20),
@@ -104,7 +109,70 @@ impl Scheduler {
 
     /// One claim–publish–ack round (tests step the scheduler with it).
     pub async fn fire_due(&mut self) -> anyhow::Result<FireRound> {
-        fire::round(&mut self.redis, &mut self.publisher, &self.ctx, &self.opts).await
+        let claimed = fire::claim(&mut self.redis, &self.ctx, &self.opts).await?;
+        if claimed.len() == 0 {
+            return Ok(FireRound::default());
+        }
+        let channel = self.channel().await;
+        let names = self.publisher.names().clone();
+        let round = fire::deliver(
+            claimed,
+            channel.as_ref(),
+            &names,
+            &mut self.redis,
+            &self.ctx,
+            &self.opts,
+        )
+        .await?;
+        if round.failed > 0 {
+            self.publisher.reset().await;
+        }
+        Ok(round)
+    }
+
+    async fn channel(&mut self) -> Option<lapin::Channel> {
+        match self.publisher.channel().await {
+            Ok(ch) => Some(ch),
+            Err(e) => {
+                self.ctx
+                    .metrics
+                    .amqp_errors
+                    .get_or_create(&[("op", "connect")])
+                    .inc();
+                tracing::warn!(error = %e, "cannot reach RabbitMQ; claimed retries fire again after their lease");
+                None
+            }
+        }
+    }
+
+    /// Claims one batch and hands its publishing to a task. Returns how many were claimed.
+    async fn claim_and_spawn(
+        &mut self,
+        inflight: &mut JoinSet<anyhow::Result<FireRound>>,
+    ) -> anyhow::Result<usize> {
+        let claimed = fire::claim(&mut self.redis, &self.ctx, &self.opts).await?;
+        let n = claimed.len();
+        if n > 0 {
+            let channel = self.channel().await;
+            let names = self.publisher.names().clone();
+            let (mut redis, ctx, opts) = (self.redis.clone(), self.ctx.clone(), self.opts.clone());
+            inflight.spawn(async move {
+                fire::deliver(claimed, channel.as_ref(), &names, &mut redis, &ctx, &opts).await
+            });
+        }
+        Ok(n)
+    }
+
+    /// Looks at a finished delivery task; reconnects RabbitMQ after a failed publish.
+    async fn finished(&mut self, result: Result<anyhow::Result<FireRound>, tokio::task::JoinError>) {
+        match result {
+            Ok(Ok(round)) if round.failed > 0 => self.publisher.reset().await,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "acknowledging fired retries failed; they fire again after their lease")
+            }
+            Err(e) => tracing::error!(error = %e, "a delivery task panicked"),
+        }
     }
 
     /// Reconciles Redis from PostgreSQL now, without the lock.
@@ -122,14 +190,15 @@ impl Scheduler {
         Ok(n)
     }
 
-    /// Fires due retries, reconciles and runs retention until `shutdown` is cancelled. A round
-    /// in progress finishes (its jobs confirmed and acknowledged) before it returns.
+    /// Fires due retries, reconciles and runs retention until `shutdown` is cancelled. Batches
+    /// already claimed are published and acknowledged before it returns.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let retention = tokio::spawn(retention_loop(
             self.ctx.clone(),
             self.opts.retention_every,
             shutdown.clone(),
         ));
+        let mut inflight = JoinSet::new();
         let mut next_reconcile = tokio::time::Instant::now();
         let mut next_gauge = tokio::time::Instant::now();
         let mut failures: u32 = 0;
@@ -146,10 +215,20 @@ impl Scheduler {
                     tracing::debug!(error = %e, "could not read the retry set's size");
                 }
             }
-            let pause = match self.fire_due().await {
-                Ok(r) => {
+            while let Some(done) = inflight.try_join_next() {
+                self.finished(done).await;
+            }
+            if inflight.len() >= self.opts.max_in_flight.max(1) {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(done) = inflight.join_next() => self.finished(done).await,
+                }
+                continue;
+            }
+            let pause = match self.claim_and_spawn(&mut inflight).await {
+                Ok(n) => {
                     failures = 0;
-                    if r.claimed >= self.opts.claim_batch && r.failed == 0 {
+                    if n >= self.opts.claim_batch {
                         continue; // more are due: no pause
                     }
                     self.opts.poll_every
@@ -159,7 +238,7 @@ impl Scheduler {
                     // errors, so just back off a little and go again.
                     failures = failures.saturating_add(1);
                     if failures == 1 || failures.is_multiple_of(100) {
-                        tracing::warn!(error = %e, failures, "scheduler round failed; retrying");
+                        tracing::warn!(error = %e, failures, "claiming due retries failed; retrying");
                     }
                     Duration::from_millis(100 * u64::from(failures.min(10)))
                 }
@@ -168,6 +247,9 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(pause) => {}
             }
+        }
+        while let Some(done) = inflight.join_next().await {
+            self.finished(done).await;
         }
         self.publisher.reset().await;
         let _ = retention.await;
