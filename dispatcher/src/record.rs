@@ -5,12 +5,12 @@
 //! channel in front of the recorder slows the senders down meanwhile. A permit or a job ack
 //! that rides on a record is only released once the record is committed.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use hookrelay_shared::{Context, db, ids, jobs::Trigger, retry, retry_store, retry_store::RetryEntry};
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -20,6 +20,8 @@ use crate::send::{AttemptOutcome, AttemptRequest, clean_text};
 const MAX_BATCH: usize = 500;
 /// How long the recorder waits to fill a batch after its first record.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
+/// Transactions the recorder runs at once.
+const WRITERS: usize = 2;
 /// Records waiting for the recorder before senders have to wait.
 pub const CHANNEL_CAPACITY: usize = 4096;
 
@@ -111,7 +113,10 @@ pub fn spawn(ctx: Context, stop: CancellationToken) -> (RecorderHandle, tokio::t
 }
 
 async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationToken) {
-    let mut redis = RedisSlot::new(&ctx.config.redis_url);
+    let redis = Arc::new(tokio::sync::Mutex::new(RedisSlot::new(&ctx.config.redis_url)));
+    // Two transactions in flight: while one commits (waiting on the WAL flush), the next
+    // batch is already being sent, which roughly doubles what one recorder can write.
+    let writers = Arc::new(Semaphore::new(WRITERS));
     let mut carry: Vec<Record> = Vec::new();
     loop {
         let mut batch = std::mem::take(&mut carry);
@@ -122,7 +127,7 @@ async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationTok
             };
             match next {
                 Some(r) => batch.push(r),
-                None => return,
+                None => break,
             }
         }
         let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
@@ -138,18 +143,32 @@ async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationTok
         let (now, later): (Vec<Record>, Vec<Record>) =
             batch.into_iter().partition(|r| seen.insert(r.req.delivery_id));
         carry = later;
-        let entries = write_with_retry(&ctx, &now).await;
-        if !entries.is_empty() {
-            ctx.metrics.retries_scheduled.inc_by(entries.len() as u64);
-            redis.schedule(&ctx, &entries).await;
+        let Ok(writer) = writers.clone().acquire_owned().await else {
+            break;
+        };
+        let (ctx, redis) = (ctx.clone(), redis.clone());
+        tokio::spawn(async move {
+            finish(&ctx, now, &redis).await;
+            drop(writer);
+        });
+    }
+    // Every write in flight completes before the recorder reports that it is done.
+    let _ = writers.acquire_many(WRITERS as u32).await;
+}
+
+/// Writes a batch, schedules its retries, then releases its permits and acks.
+async fn finish(ctx: &Context, batch: Vec<Record>, redis: &tokio::sync::Mutex<RedisSlot>) {
+    let entries = write_with_retry(ctx, &batch).await;
+    if !entries.is_empty() {
+        ctx.metrics.retries_scheduled.inc_by(entries.len() as u64);
+        redis.lock().await.schedule(ctx, &entries).await;
+    }
+    for r in batch {
+        observe(ctx, &r);
+        if let Some(done) = r.done {
+            let _ = done.send(());
         }
-        for r in now {
-            observe(&ctx, &r);
-            if let Some(done) = r.done {
-                let _ = done.send(());
-            }
-            drop(r.permit);
-        }
+        drop(r.permit);
     }
 }
 
