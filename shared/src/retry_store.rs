@@ -22,13 +22,19 @@ fn unix_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// `event_received_at` is part of the deliveries' key and PostgreSQL keeps microseconds, so
+/// the member must carry all of them: a job with a truncated time claims no row.
+fn unix_us(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
 impl RetryEntry {
-    /// `{delivery_id}|{event_received_at unix ms}|{attempt}`
+    /// `{delivery_id}|{event_received_at unix µs}|{attempt}`
     pub fn member(&self) -> String {
         format!(
             "{}|{}|{}",
             self.delivery_id,
-            unix_ms(self.event_received_at),
+            unix_us(self.event_received_at),
             self.attempt
         )
     }
@@ -42,7 +48,7 @@ impl RetryEntry {
     pub fn parse(member: &str, score: i64) -> Option<Self> {
         let mut parts = member.split('|');
         let delivery_id = parts.next()?.parse().ok()?;
-        let received_ms: i64 = parts.next()?.parse().ok()?;
+        let received_us: i64 = parts.next()?.parse().ok()?;
         let attempt = parts.next()?.parse().ok()?;
         if parts.next().is_some() {
             return None;
@@ -50,7 +56,7 @@ impl RetryEntry {
         let from_ms = |ms: i64| OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).ok();
         Some(Self {
             delivery_id,
-            event_received_at: from_ms(received_ms)?,
+            event_received_at: OffsetDateTime::from_unix_timestamp_nanos(received_us as i128 * 1_000).ok()?,
             attempt,
             due: from_ms(score)?,
         })
@@ -82,7 +88,8 @@ mod tests {
     fn members_round_trip() {
         let e = RetryEntry {
             delivery_id: Uuid::now_v7(),
-            event_received_at: time::macros::datetime!(2026-11-27 10:00:00.123 UTC),
+            // Microseconds, as PostgreSQL stores them: milliseconds would hide a truncation.
+            event_received_at: time::macros::datetime!(2026-11-27 10:00:00.123456 UTC),
             attempt: 3,
             due: time::macros::datetime!(2026-11-27 10:05:00 UTC),
         };
