@@ -206,9 +206,13 @@ impl Receiver {
 
     /// Starts a receiver whose answer to the n-th request (0-based) is `f(n)`.
     pub async fn start_with(f: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), f).await
+    }
+
+    /// Starts a receiver on `addr` (e.g. the port of a receiver that was stopped, to bring an
+    /// endpoint "back up" after downtime).
+    pub async fn start_at(addr: SocketAddr, f: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(ReceiverState {
             received: Mutex::new(vec![]),
