@@ -110,6 +110,8 @@ pub struct Filter {
 pub struct QMatch {
     pub webhooks: Vec<Uuid>,
     pub types: Vec<String>,
+    /// q matches every webhook, hence every attempt.
+    pub everything: bool,
 }
 
 /// A parsed log request.
@@ -290,7 +292,17 @@ pub async fn resolve_q(db: &sqlx::PgPool, q: &str) -> sqlx::Result<QMatch> {
     .bind(&pattern)
     .fetch_all(db)
     .await?;
-    Ok(QMatch { webhooks, types })
+    // Every attempt belongs to a row of `webhooks` (deleted ones are kept), so a q matching
+    // every webhook matches every attempt: no filter at all, and the plain index scans apply.
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM webhooks")
+        .fetch_one(db)
+        .await?;
+    let everything = total > 0 && webhooks.len() as i64 == total;
+    Ok(QMatch {
+        webhooks,
+        types,
+        everything,
+    })
 }
 
 /// Appends `AND ...` for each filter (the attempts table is aliased `a`).
@@ -394,7 +406,8 @@ fn push_branch(qb: &mut QueryBuilder<Postgres>, lq: &LogQuery, branch: &Branch<'
     qb.push(" ORDER BY ")
         .push(order_by(lq.sort, "a", lq.descending))
         .push(" LIMIT ")
-        .push_bind(fetch)
+        // A literal (validated 2..=201), so even a generic plan knows how few rows are wanted.
+        .push(fetch)
         .push(")");
 }
 
@@ -407,6 +420,7 @@ pub fn build_query(prefix: &str, lq: &LogQuery, q: Option<&QMatch>) -> QueryBuil
     ));
     let branches: Vec<Branch<'_>> = match q {
         None => vec![Branch::All],
+        Some(m) if m.everything => vec![Branch::All],
         Some(m) if m.webhooks.len() + m.types.len() > MAX_Q_BRANCHES => vec![Branch::Any(m)],
         Some(m) => m
             .webhooks
@@ -425,7 +439,7 @@ pub fn build_query(prefix: &str, lq: &LogQuery, q: Option<&QMatch>) -> QueryBuil
     qb.push(") x LEFT JOIN webhooks w ON w.id = x.webhook_id ORDER BY ")
         .push(order_by(lq.sort, "x", lq.descending))
         .push(" LIMIT ")
-        .push_bind(fetch);
+        .push(fetch);
     qb
 }
 
@@ -542,7 +556,15 @@ pub async fn fetch_page(db: &sqlx::PgPool, lq: &LogQuery) -> AppResult<DeliveryP
         None => None,
     };
     let mut qb = build_query("", lq, q.as_ref());
-    let mut rows: Vec<ItemRow> = qb.build_query_as().fetch_all(db).await?;
+    // Planning a query over ~40 daily partitions costs more than running it (about 20 ms vs
+    // under 1 ms in the benchmark), so use the prepared statement's generic plan: partitions are
+    // still pruned at executor start-up, and the LIMIT is a literal.
+    let mut tx = db.begin().await?;
+    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
+        .execute(&mut *tx)
+        .await?;
+    let mut rows: Vec<ItemRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
+    tx.commit().await?;
     let more = rows.len() as i64 > lq.limit;
     rows.truncate(lq.limit as usize);
     let next_cursor = match rows.last() {
