@@ -240,7 +240,14 @@ function renderRows(items) {
         : h('p', { class: 'hint' }, 'Attempts show up here as soon as events are sent to webhooks.'))));
     return;
   }
-  replace(tbody, items.map(row));
+  // A failed row whose delivery already has a newer success on this page needs no retry.
+  const succeededAt = new Map();
+  for (const it of items) {
+    if (it.status !== 'success') continue;
+    const t = Date.parse(it.attempted_at);
+    if (!(succeededAt.get(it.delivery_id) >= t)) succeededAt.set(it.delivery_id, t);
+  }
+  replace(tbody, items.map((it) => row(it, succeededAt.get(it.delivery_id) > Date.parse(it.attempted_at))));
 }
 
 /** A table cell; its content is wrapped so the stacked (narrow) layout has label + one block. */
@@ -248,7 +255,7 @@ function cell(label, cls, ...children) {
   return h('td', { 'data-label': label, class: cls }, h('div', { class: 'cell' }, children));
 }
 
-function row(item) {
+function row(item, superseded = false) {
   const failed = item.status !== 'success';
   const wh = item.webhook || {};
   return h('tr', { dataset: { id: item.id, deliveryId: item.delivery_id, status: item.status } },
@@ -269,11 +276,12 @@ function row(item) {
         'aria-label': `View attempt ${item.attempt} of ${item.event_type} to ${wh.name || 'webhook'}`,
         onclick: (e) => openDetails(item.id, e.currentTarget),
       }, 'View'),
-      failed ? h('button', {
+      failed && !superseded ? h('button', {
         type: 'button', class: 'btn small danger-outline retry',
         'aria-label': `Retry ${item.event_type} to ${wh.name || 'webhook'}`,
         onclick: (e) => retryOne(item, e.currentTarget),
-      }, 'Retry') : null));
+      }, 'Retry') : null,
+      failed && superseded ? h('div', { class: 'meta superseded' }, 'a later attempt succeeded') : null));
 }
 
 function badge(status) {

@@ -670,6 +670,11 @@ async fn after_downtime_an_admin_retries_one_row_then_all_failed_and_every_deliv
          return seen.size === 3 && [...seen.values()].every(s => s === 'success');",
     )
     .await;
+    let rows = b.rows().await;
+    assert!(
+        rows.iter().all(|r| !r.retry),
+        "no row offers a retry once its delivery succeeded: {rows:?}"
+    );
     b.screenshot("recovered").await;
     assert!(
         receiver.wait_for(3, WAIT).await,
