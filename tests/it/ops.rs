@@ -3,16 +3,25 @@
 //! answers on the real services, and several processes share one namespace without losing work.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     path::{Path, PathBuf},
-    process::Command,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use hookrelay_shared::{duration::parse_duration, metrics::Metrics, ops, testing::TestEnv};
+use hookrelay_shared::{
+    duration::parse_duration,
+    metrics::Metrics,
+    ops,
+    testing::{TestEnv, eventually},
+    webhooks::{self, NewWebhook},
+};
 use serde::Deserialize;
 use serde_norway::Value as Yaml;
 use tokio_util::sync::CancellationToken;
+
+use crate::support;
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
@@ -371,5 +380,519 @@ async fn the_operations_server_is_ready_when_every_service_is_up() {
     assert_eq!(body["down"], serde_json::json!([]));
     stop.cancel();
     task.await.expect("joins").expect("stops cleanly");
+    env.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Several real processes on one namespace.
+// ---------------------------------------------------------------------------------------
+
+/// What the test receiver saw: one `(path, webhook-id, attempt)` per request.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(String, String, u32)>>>);
+
+impl Seen {
+    fn all(&self) -> Vec<(String, String, u32)> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// How many times each event id reached `path` with `attempt` (any attempt when None).
+    fn per_event(&self, path: &str, attempt: Option<u32>) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for (p, id, a) in self.all() {
+            if p == path && attempt.is_none_or(|want| want == a) {
+                *out.entry(id).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+}
+
+/// A receiver whose answer depends on the path and the `x-webhook-attempt` header:
+/// `/ok` → 200; `/flaky` → 500 on attempt 1, then 200; `/fail` → 500; `/slow` → 200 after
+/// 1.5 s. (The shared `Receiver` answers by request index, which is not per event.)
+async fn start_receiver() -> (String, Seen) {
+    let seen = Seen::default();
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+        let s = s.clone();
+        async move {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let attempt: u32 = header("x-webhook-attempt").parse().unwrap_or(0);
+            let path = uri.path().to_owned();
+            if let Ok(mut v) = s.0.lock() {
+                v.push((path.clone(), header("webhook-id"), attempt));
+            }
+            match path.as_str() {
+                "/flaky" if attempt <= 1 => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "/fail" => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "/slow" => {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    axum::http::StatusCode::OK
+                }
+                _ => axum::http::StatusCode::OK,
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+async fn webhook(env: &TestEnv, name: &str, url: String) {
+    webhooks::create(
+        &env.db,
+        NewWebhook {
+            name: name.into(),
+            url,
+            event_types: vec!["order.*".into()],
+            enabled: true,
+            retry_policy: None,
+            secret: None,
+        },
+    )
+    .await
+    .expect("webhook created");
+}
+
+/// Publishes `n` events `evt_{prefix}_{i}` with confirms.
+async fn publish(env: &TestEnv, prefix: &str, n: usize) -> Vec<String> {
+    let ch = env.channel().await;
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("evt_{prefix}_{i}");
+        let body = serde_json::json!({"id": id, "type": "order.paid", "data": {"i": i}});
+        env.publish_raw(&ch, "order.paid", body.to_string().as_bytes())
+            .await;
+        ids.push(id);
+    }
+    ids
+}
+
+async fn count(env: &TestEnv, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&env.db)
+        .await
+        .expect("count query")
+}
+
+/// Waits until `sql` returns the same value for `quiet` (no more work moving).
+async fn settled(env: &TestEnv, sql: &'static str, quiet: Duration) -> i64 {
+    let mut last = count(env, sql).await;
+    let mut since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = count(env, sql).await;
+        if now != last {
+            last = now;
+            since = tokio::time::Instant::now();
+        } else if since.elapsed() >= quiet {
+            return now;
+        }
+    }
+}
+
+/// Child processes killed (SIGKILL) when dropped, so a failing test leaves none behind.
+struct Fleet {
+    env: Vec<(&'static str, String)>,
+    procs: Vec<(String, Child)>,
+    /// Processes the test stopped on purpose.
+    ended: BTreeSet<usize>,
+}
+
+impl Fleet {
+    /// Short timings so a lost attempt is re-fired within seconds, not minutes.
+    fn new(extra: &[(&'static str, &str)]) -> Self {
+        let mut env = vec![
+            ("HOOKRELAY_REQUEST_TIMEOUT", "2s".to_owned()),
+            ("HOOKRELAY_ATTEMPT_LEASE", "4s".to_owned()),
+            ("HOOKRELAY_SHUTDOWN_GRACE", "10s".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        Self {
+            env,
+            procs: vec![],
+            ended: BTreeSet::new(),
+        }
+    }
+
+    fn start(&mut self, config: &hookrelay_shared::Config, role: &str) -> usize {
+        let mut cmd = support::command(config, &[role]);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdout(Stdio::null()).spawn().expect("hookrelay starts");
+        self.procs.push((role.to_owned(), child));
+        self.procs.len() - 1
+    }
+
+    fn sigkill(&mut self, i: usize) {
+        self.ended.insert(i);
+        let child = &mut self.procs[i].1;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+    }
+
+    fn pid(&self, i: usize) -> u32 {
+        self.procs[i].1.id()
+    }
+
+    /// SIGTERMs process `i` and waits at most `within` for it to exit; its exit status.
+    async fn sigterm(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
+        self.ended.insert(i);
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid(i).to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {}", self.pid(i));
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(s) = self.procs[i].1.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Every process still running: alive (not exited early with an error).
+    fn assert_running(&mut self) {
+        for (i, (role, child)) in self.procs.iter_mut().enumerate() {
+            if self.ended.contains(&i) {
+                continue;
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("a {role} exited early with {status}");
+            }
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.procs {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(120);
+
+#[tokio::test]
+async fn three_dispatchers_and_two_schedulers_deliver_every_event_once_and_fire_each_retry_once() {
+    const EVENTS: usize = 300;
+    let env = TestEnv::new().await;
+    let (base, seen) = start_receiver().await;
+    webhook(&env, "ok", format!("{base}/ok")).await;
+    webhook(&env, "flaky", format!("{base}/flaky")).await;
+    let mut fleet = Fleet::new(&[("HOOKRELAY_RETRY_SCHEDULE", "1s")]);
+    for role in ["dispatcher", "dispatcher", "dispatcher", "scheduler", "scheduler"] {
+        fleet.start(&env.config, role);
+    }
+    let ids = publish(&env, "fleet", EVENTS).await;
+
+    let done = eventually(WAIT, || async {
+        count(&env, "SELECT count(*) FROM deliveries WHERE state = 'succeeded'").await == 2 * EVENTS as i64
+    })
+    .await;
+    fleet.assert_running();
+    assert!(done, "every delivery succeeded");
+    // Give a duplicate (a retry fired twice) the time to show up before counting.
+    let attempts = settled(&env, "SELECT count(*) FROM attempts", Duration::from_secs(3)).await;
+
+    assert_eq!(attempts, 3 * EVENTS as i64, "ok once, flaky twice per event");
+    let ok = seen.per_event("/ok", None);
+    let first = seen.per_event("/flaky", Some(1));
+    let retry = seen.per_event("/flaky", Some(2));
+    for id in &ids {
+        assert_eq!(ok.get(id), Some(&1), "{id} reached /ok exactly once");
+        assert_eq!(first.get(id), Some(&1), "{id}: one first attempt on /flaky");
+        assert_eq!(retry.get(id), Some(&1), "{id}: its retry fired exactly once");
+    }
+    assert_eq!(seen.all().len(), 3 * EVENTS, "no other request");
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) FROM attempts WHERE trigger = 'automatic' AND status = 'success'"
+        )
+        .await,
+        EVENTS as i64
+    );
+    for i in 0..fleet.procs.len() {
+        let status = fleet.sigterm(i, Duration::from_secs(15)).await;
+        assert_eq!(
+            status.map(|s| s.code()),
+            Some(Some(0)),
+            "process {i} exits 0 on SIGTERM"
+        );
+    }
+    drop(fleet);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn killing_a_dispatcher_and_a_scheduler_with_sigkill_loses_nothing() {
+    const EVENTS: usize = 600;
+    let env = TestEnv::new().await;
+    let (base, seen) = start_receiver().await;
+    webhook(&env, "ok", format!("{base}/ok")).await;
+    webhook(&env, "flaky", format!("{base}/flaky")).await;
+    let mut fleet = Fleet::new(&[("HOOKRELAY_RETRY_SCHEDULE", "1s")]);
+    let d0 = fleet.start(&env.config, "dispatcher");
+    for role in ["dispatcher", "dispatcher"] {
+        fleet.start(&env.config, role);
+    }
+    let s0 = fleet.start(&env.config, "scheduler");
+    fleet.start(&env.config, "scheduler");
+    let ids = publish(&env, "kill", EVENTS).await;
+
+    // Kill a dispatcher mid-stream, then a scheduler while retries are firing.
+    assert!(
+        eventually(WAIT, || async { seen.all().len() >= EVENTS / 2 }).await,
+        "traffic started"
+    );
+    fleet.sigkill(d0);
+    assert!(
+        eventually(WAIT, || async {
+            seen.per_event("/flaky", Some(2)).len() >= EVENTS / 4
+        })
+        .await,
+        "retries started"
+    );
+    fleet.sigkill(s0);
+
+    let done = eventually(Duration::from_secs(180), || async {
+        count(&env, "SELECT count(*) FROM deliveries WHERE state = 'succeeded'").await == 2 * EVENTS as i64
+    })
+    .await;
+    let states: Vec<(String, i64)> = sqlx::query_as("SELECT state, count(*) FROM deliveries GROUP BY state")
+        .fetch_all(&env.db)
+        .await
+        .expect("states");
+    assert!(
+        done,
+        "every delivery succeeded despite the kills; states: {states:?}"
+    );
+    assert_eq!(count(&env, "SELECT count(*) FROM events").await, EVENTS as i64);
+    let ok = seen.per_event("/ok", None);
+    let retry = seen.per_event("/flaky", Some(2));
+    for id in &ids {
+        assert!(ok.contains_key(id), "{id} reached /ok");
+        assert!(retry.contains_key(id), "{id}'s retry reached /flaky");
+    }
+    // At-least-once: only attempts in flight in the killed dispatcher may be sent twice.
+    let repeats: usize = ok.values().chain(retry.values()).map(|n| n - 1).sum();
+    eprintln!(
+        "sigkill test: {repeats} repeated requests out of {}",
+        seen.all().len()
+    );
+    assert!(
+        repeats <= EVENTS,
+        "repeats are bounded by what one dispatcher held: {repeats}"
+    );
+    drop(fleet);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dispatcher_stopped_by_sigterm_under_load_exits_0_within_the_grace_and_loses_nothing() {
+    const EVENTS: usize = 200;
+    let env = TestEnv::new().await;
+    let (base, seen) = start_receiver().await;
+    webhook(&env, "slow", format!("{base}/slow")).await;
+    // 20 slots against 200 slow requests: at SIGTERM some attempts are in flight (to finish)
+    // and most events are not started yet (to hand back).
+    let mut fleet = Fleet::new(&[("HOOKRELAY_DISPATCH_CONCURRENCY", "20")]);
+    let d = fleet.start(&env.config, "dispatcher");
+    let ids = publish(&env, "term", EVENTS).await;
+    assert!(
+        eventually(WAIT, || async { !seen.all().is_empty() }).await,
+        "requests in flight"
+    );
+
+    let grace = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let status = fleet.sigterm(d, grace + Duration::from_secs(2)).await;
+    let took = started.elapsed();
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(0)),
+        "SIGTERM: exit 0 within the {grace:?} grace (waited {took:?})"
+    );
+    // What reached the receiver before the exit is recorded, or will be sent again.
+    let before: BTreeSet<String> = seen.all().into_iter().map(|(_, id, _)| id).collect();
+    let recorded_before: BTreeSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT DISTINCT event_id FROM attempts")
+            .fetch_all(&env.db)
+            .await
+            .expect("attempts")
+            .into_iter()
+            .collect();
+
+    fleet.start(&env.config, "dispatcher");
+    fleet.start(&env.config, "scheduler");
+    let done = eventually(WAIT, || async {
+        count(&env, "SELECT count(*) FROM deliveries WHERE state = 'succeeded'").await == EVENTS as i64
+    })
+    .await;
+    fleet.assert_running();
+    assert!(done, "every delivery succeeded after the restart");
+    let after = seen.per_event("/slow", None);
+    for id in &before {
+        assert!(
+            recorded_before.contains(id) || after.get(id).copied().unwrap_or(0) > 1,
+            "{id} was in flight at SIGTERM: neither recorded nor sent again"
+        );
+    }
+    for id in &ids {
+        assert!(after.contains_key(id), "{id} delivered");
+    }
+    eprintln!(
+        "sigterm test: exited in {took:?}; {} of {EVENTS} reached the receiver before, {} recorded",
+        before.len(),
+        recorded_before.len()
+    );
+    drop(fleet);
+    env.cleanup().await;
+}
+
+/// Reads one sample's value from an OpenMetrics text (0 when absent).
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)?
+                .strip_prefix(' ')?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn after_a_known_scenario_the_metrics_have_exactly_the_expected_values() {
+    let env = TestEnv::with(|c| {
+        c.retry_schedule = Some(hookrelay_shared::duration::DurationList(vec![
+            Duration::from_secs(1),
+        ]));
+    })
+    .await;
+    let (base, _seen) = start_receiver().await;
+    webhook(&env, "ok", format!("{base}/ok")).await;
+    webhook(&env, "fail", format!("{base}/fail")).await;
+    let stop = CancellationToken::new();
+    let dispatcher = tokio::spawn(hookrelay_dispatcher::run(env.context(), stop.clone()));
+    let scheduler = tokio::spawn(hookrelay_scheduler::run(env.context(), stop.clone()));
+    let (addr, server) = ops::spawn(env.context(), "127.0.0.1:0".parse().expect("addr"), stop.clone())
+        .await
+        .expect("binds");
+
+    publish(&env, "metrics", 4).await;
+    let ch = env.channel().await;
+    env.publish_raw(&ch, "order.paid", b"{not json").await;
+    env.publish_raw(&ch, "order.paid", br#"{"data": {}}"#).await;
+
+    let scrape = || async move {
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("body")
+    };
+    let quiet = eventually(WAIT, || async {
+        let t = scrape().await;
+        sample(&t, "hookrelay_deliveries_exhausted_total") == 4.0
+            && sample(&t, r#"hookrelay_events_consumed_total{outcome="dead_lettered"}"#) == 2.0
+    })
+    .await;
+    if !quiet {
+        let rows: Vec<(String, i32, Option<time::OffsetDateTime>)> =
+            sqlx::query_as("SELECT state, attempt_count, next_attempt_at FROM deliveries")
+                .fetch_all(&env.db)
+                .await
+                .expect("deliveries");
+        let q = env
+            .channel()
+            .await
+            .queue_declare(
+                env.names.deliveries_queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("queue");
+        panic!(
+            "the scenario did not complete: deliveries {rows:?}, {} jobs queued, now {}\n{}",
+            q.message_count(),
+            time::OffsetDateTime::now_utc(),
+            scrape().await
+        );
+    }
+    let t = scrape().await;
+    for (name, want) in [
+        (r#"hookrelay_events_consumed_total{outcome="accepted"}"#, 4.0),
+        (r#"hookrelay_events_consumed_total{outcome="dead_lettered"}"#, 2.0),
+        (r#"hookrelay_events_consumed_total{outcome="duplicate"}"#, 0.0),
+        ("hookrelay_deliveries_created_total", 8.0),
+        (
+            r#"hookrelay_delivery_attempts_total{status="success",trigger="initial",status_class="2xx"}"#,
+            4.0,
+        ),
+        (
+            r#"hookrelay_delivery_attempts_total{status="failed",trigger="initial",status_class="5xx"}"#,
+            4.0,
+        ),
+        (
+            r#"hookrelay_delivery_attempts_total{status="failed",trigger="automatic",status_class="5xx"}"#,
+            4.0,
+        ),
+        ("hookrelay_delivery_duration_seconds_count", 12.0),
+        ("hookrelay_retries_scheduled_total", 4.0),
+        ("hookrelay_retry_lateness_seconds_count", 4.0),
+        ("hookrelay_deliveries_exhausted_total", 4.0),
+        ("hookrelay_deliveries_in_flight", 0.0),
+    ] {
+        assert_eq!(sample(&t, name), want, "{name} in\n{t}");
+    }
+    let dead: f64 = t
+        .lines()
+        .filter(|l| l.starts_with("hookrelay_events_dead_lettered_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(dead, 2.0, "two dead letters by reason in\n{t}");
+    let attempts_total: f64 = t
+        .lines()
+        .filter(|l| l.starts_with("hookrelay_delivery_attempts_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(attempts_total, 12.0, "no other attempt in\n{t}");
+    assert_eq!(
+        count(&env, "SELECT count(*) FROM attempts").await,
+        12,
+        "the database agrees"
+    );
+
+    stop.cancel();
+    for task in [dispatcher, scheduler, server] {
+        task.await.expect("joins").expect("stops cleanly");
+    }
     env.cleanup().await;
 }
