@@ -725,8 +725,17 @@ async fn a_dispatcher_stopped_by_sigterm_under_load_exits_0_within_the_grace_and
 
     let grace = Duration::from_secs(10);
     let started = std::time::Instant::now();
+    let at_sigterm = seen.all().len();
+    // 2 s of slack for process exit on a loaded machine.
     let status = fleet.sigterm(d, grace + Duration::from_secs(2)).await;
     let took = started.elapsed();
+    let after_sigterm = seen.all().len() - at_sigterm;
+    // Stop taking new work: only attempts that had a slot (20) may still start (a race with
+    // the signal); the rest are handed back, not started during the grace.
+    assert!(
+        after_sigterm <= 20,
+        "{after_sigterm} requests started after SIGTERM (concurrency 20): new work was taken"
+    );
     assert_eq!(
         status.map(|s| s.code()),
         Some(Some(0)),
