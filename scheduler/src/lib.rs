@@ -1,7 +1,7 @@
 //! The scheduler: fires due retries from Redis, rebuilds Redis from PostgreSQL, runs retention.
 //!
 //! # Redis layout (all keys share the hash tag `{ns}`)
-//! - `{ns}:retries` — sorted set of pending retries: member `delivery_id|event_received_at_ms|attempt`
+//! - `{ns}:retries` — sorted set of pending retries: member `delivery_id|event_received_at_us|attempt`
 //!   ([`hookrelay_shared::retry_store::RetryEntry`]), score = due time (Unix ms). The dispatcher
 //!   ZADDs after it committed a failed attempt; the scheduler's reconcile re-adds from PostgreSQL.
 //! - `{ns}:fired` — sorted set: member → when its job was confirmed (Unix ms), kept for
