@@ -195,12 +195,18 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         Command::Dispatcher => {
             let ctx = context(config, 8).await?;
             let stop = shutdown::on_signal();
-            hookrelay_dispatcher::run(ctx, stop).await
+            let ops = ops_server(&ctx, &stop).await?;
+            let result = hookrelay_dispatcher::run(ctx, stop.clone()).await;
+            stop_ops(&stop, ops).await;
+            result
         }
         Command::Scheduler => {
             let ctx = context(config, 4).await?;
             let stop = shutdown::on_signal();
-            hookrelay_scheduler::run(ctx, stop).await
+            let ops = ops_server(&ctx, &stop).await?;
+            let result = hookrelay_scheduler::run(ctx, stop.clone()).await;
+            stop_ops(&stop, ops).await;
+            result
         }
         Command::Api => {
             let ctx = context(config, 16).await?;
@@ -234,6 +240,33 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             let report = hookrelay_scheduler::purge_once(&ctx).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
+        }
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` for a dispatcher or scheduler running alone,
+/// when `HOOKRELAY_METRICS_ADDR` is set (the API serves them itself). Prints the bound
+/// address, so port 0 works.
+async fn ops_server(
+    ctx: &Context,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
+    let Some(addr) = ctx.config.metrics_addr else {
+        return Ok(None);
+    };
+    let (local, task) = hookrelay_shared::ops::spawn(ctx.clone(), addr, stop.clone()).await?;
+    println!("hookrelay metrics: http://{local}/metrics");
+    Ok(Some(task))
+}
+
+/// Stops the operations server after the component returned (also when it failed).
+async fn stop_ops(stop: &CancellationToken, ops: Option<tokio::task::JoinHandle<anyhow::Result<()>>>) {
+    stop.cancel();
+    if let Some(task) = ops {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "operations server failed"),
+            Err(e) => tracing::error!(error = %e, "operations server panicked"),
         }
     }
 }

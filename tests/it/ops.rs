@@ -905,3 +905,90 @@ async fn after_a_known_scenario_the_metrics_have_exactly_the_expected_values() {
     }
     env.cleanup().await;
 }
+
+/// Starts `hookrelay <role>` with `HOOKRELAY_METRICS_ADDR=127.0.0.1:0` and returns the
+/// process (in `fleet`) and the base URL it printed.
+fn start_with_ops_server(fleet: &mut Fleet, config: &hookrelay_shared::Config, role: &str) -> String {
+    use std::io::BufRead;
+    let mut cmd = support::command(config, &[role]);
+    for (k, v) in &fleet.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .env("HOOKRELAY_METRICS_ADDR", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("hookrelay starts");
+    let stdout = child.stdout.take().expect("stdout");
+    fleet.procs.push((role.to_owned(), child));
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("hookrelay metrics: ")?
+                .strip_suffix("/metrics")
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("hookrelay {role} did not print its metrics address"));
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    url
+}
+
+#[tokio::test]
+async fn a_dispatcher_and_a_scheduler_running_alone_serve_metrics_and_probes_on_hookrelay_metrics_addr() {
+    let env = TestEnv::new().await;
+    let (base, _seen) = start_receiver().await;
+    webhook(&env, "ok", format!("{base}/ok")).await;
+    let mut fleet = Fleet::new(&[]);
+    let dispatcher = start_with_ops_server(&mut fleet, &env.config, "dispatcher");
+    let scheduler = start_with_ops_server(&mut fleet, &env.config, "scheduler");
+    for url in [&dispatcher, &scheduler] {
+        let health = reqwest::get(format!("{url}/healthz"))
+            .await
+            .expect("GET /healthz");
+        assert_eq!(health.status(), 200, "{url}/healthz");
+        let ready = reqwest::get(format!("{url}/readyz")).await.expect("GET /readyz");
+        assert_eq!(ready.status(), 200, "{url}/readyz");
+    }
+    publish(&env, "alone", 3).await;
+    let scrape = |url: String| async move {
+        reqwest::get(format!("{url}/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("body")
+    };
+    let counted = eventually(WAIT, || async {
+        sample(
+            &scrape(dispatcher.clone()).await,
+            r#"hookrelay_delivery_attempts_total{status="success",trigger="initial",status_class="2xx"}"#,
+        ) == 3.0
+    })
+    .await;
+    let text = scrape(dispatcher.clone()).await;
+    assert!(counted, "the dispatcher process counted its 3 attempts:\n{text}");
+    assert_eq!(
+        sample(&text, r#"hookrelay_events_consumed_total{outcome="accepted"}"#),
+        3.0,
+        "{text}"
+    );
+    assert!(
+        scrape(scheduler.clone())
+            .await
+            .contains("hookrelay_retries_pending "),
+        "the scheduler exports its backlog"
+    );
+    for i in 0..fleet.procs.len() {
+        let status = fleet.sigterm(i, Duration::from_secs(15)).await;
+        assert_eq!(
+            status.map(|s| s.code()),
+            Some(Some(0)),
+            "process {i} exits 0 on SIGTERM"
+        );
+    }
+    drop(fleet);
+    env.cleanup().await;
+}
