@@ -466,7 +466,11 @@ async fn an_admin_filters_failed_finds_the_500_and_sees_the_stack_trace_and_the_
     .await;
     sys.publish(
         "license.assigned",
-        json!({"license_id": "lic_500", "account": "acct_missing"}),
+        json!({
+            "license_id": "lic_500",
+            "account": "acct_missing",
+            "note": "<img src=x onerror=\"document.title='pwned'\">"
+        }),
     )
     .await;
     sys.publish("activation.created", json!({"activation_id": "act_1"}))
@@ -547,6 +551,17 @@ async fn an_admin_filters_failed_finds_the_500_and_sees_the_stack_trace_and_the_
         b.text("#request-line")
             .await
             .starts_with(&format!("POST {}", billing.url("/hooks/hookrelay")))
+    );
+    // Attacker-controlled text stays text: shown literally, never turned into markup.
+    assert!(
+        b.text("#payload").await.contains("<img src=x onerror="),
+        "the markup is shown as text"
+    );
+    let injected = b.js("return document.querySelectorAll('#details-body img').length === 0 && document.title !== 'pwned';").await;
+    assert_eq!(
+        injected,
+        Value::Bool(true),
+        "the payload's markup was not rendered"
     );
     b.screenshot("delivery-details").await;
     b.js("document.getElementById('response-body').scrollIntoView({block: 'center'}); return true;")
