@@ -49,7 +49,9 @@ async fn main() -> anyhow::Result<()> {
     }
     db::ensure_partitions(&pool, 32, 2).await?;
     seed(&pool, rows).await?;
-    let pool = db::connect(&config, 4).await?;
+    // The API's own log pool (generic plans), as the handler uses it.
+    let pool = hookrelay_query_api::state::log_pool(&config.database_url)
+        .ok_or_else(|| anyhow::anyhow!("bad database URL"))?;
     measure(&pool, runs).await
 }
 

@@ -556,15 +556,8 @@ pub async fn fetch_page(db: &sqlx::PgPool, lq: &LogQuery) -> AppResult<DeliveryP
         None => None,
     };
     let mut qb = build_query("", lq, q.as_ref());
-    // Planning a query over ~40 daily partitions costs more than running it (about 20 ms vs
-    // under 1 ms in the benchmark), so use the prepared statement's generic plan: partitions are
-    // still pruned at executor start-up, and the LIMIT is a literal.
-    let mut tx = db.begin().await?;
-    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
-        .execute(&mut *tx)
-        .await?;
-    let mut rows: Vec<ItemRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
-    tx.commit().await?;
+    // `db` should be the generic-plan pool (`state::log_pool`).
+    let mut rows: Vec<ItemRow> = qb.build_query_as().fetch_all(db).await?;
     let more = rows.len() as i64 > lq.limit;
     rows.truncate(lq.limit as usize);
     let next_cursor = match rows.last() {
@@ -595,7 +588,7 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> AppResult<Json<DeliveryPage>> {
     let lq = LogQuery::parse(&params)?;
-    Ok(Json(fetch_page(&state.ctx.db, &lq).await?))
+    Ok(Json(fetch_page(&state.log_db, &lq).await?))
 }
 
 /// The request as it was sent.

@@ -143,5 +143,6 @@ pub async fn run(ctx: Context, listener: TcpListener, shutdown: CancellationToke
         tracing::warn!("bulk retries still publishing at the end of the grace period; the rest are dropped");
     }
     state.publisher.close().await;
+    state.log_db.close().await;
     Ok(())
 }

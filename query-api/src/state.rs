@@ -1,7 +1,12 @@
 //! What every handler shares: the component context, the lazily connected AMQP publisher and
 //! the tracker of background bulk-retry tasks (so shutdown can wait for them).
 
-use std::{sync::Arc, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 use hookrelay_shared::{Context, amqp::Names};
 use tokio_util::task::TaskTracker;
@@ -12,6 +17,8 @@ use crate::publisher::Publisher;
 #[derive(Clone)]
 pub struct AppState {
     pub ctx: Context,
+    /// The pool the delivery-log queries run on (see [`log_pool`]).
+    pub log_db: PgPool,
     pub publisher: Arc<Publisher>,
     /// Background work started by requests (bulk retries).
     pub tasks: TaskTracker,
@@ -24,11 +31,32 @@ impl AppState {
     pub fn new(ctx: Context) -> Self {
         let names = Names::new(&ctx.config.namespace);
         let publisher = Arc::new(Publisher::new(ctx.config.amqp_url.clone(), names));
+        let log_db = log_pool(&ctx.config.database_url).unwrap_or_else(|| ctx.db.clone());
         Self {
             ctx,
+            log_db,
             publisher,
             tasks: TaskTracker::new(),
             request_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// A lazily connected pool whose sessions use generic plans (`plan_cache_mode =
+/// force_generic_plan`). Planning a log query over ~40 daily partitions costs far more than
+/// running it (20 ms against under 1 ms in the benchmark); a prepared statement's generic plan
+/// is made once per connection, still prunes partitions at executor start-up, and the page
+/// LIMIT is a literal in the SQL so the plan knows how few rows are wanted. A separate pool so
+/// the setting never reaches the other components' queries. `None` for an unparsable URL.
+pub fn log_pool(database_url: &str) -> Option<PgPool> {
+    let options = PgConnectOptions::from_str(database_url)
+        .ok()?
+        .application_name("hookrelay-api-log")
+        .options([("plan_cache_mode", "force_generic_plan")]);
+    Some(
+        PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options),
+    )
 }
