@@ -1,0 +1,453 @@
+//! Fault tests: a shared service (RabbitMQ, Redis, PostgreSQL) goes away for a few seconds
+//! under load and comes back; real `hookrelay` processes carry on without a restart and lose
+//! no event. They stop services that every other test uses, so they are `#[ignore]`d in the
+//! normal run; run them alone: `cargo test --test faults -- --ignored --test-threads=1`.
+//! A static mutex serialises them anyway, and every outage is a guard whose `Drop` brings the
+//! service back, on failure and on panic too.
+
+use std::{
+    collections::HashMap,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use hookrelay_shared::{
+    Config,
+    testing::{TestEnv, eventually},
+    webhooks::{self, NewWebhook},
+};
+
+/// One fault test at a time, whatever `--test-threads` says.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookrelay");
+
+/// How long a service stays down: long enough for every connection to break, short enough
+/// not to starve other engineers' tests of the shared service.
+const OUTAGE: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug)]
+enum Service {
+    RabbitMq,
+    Redis,
+    Postgres,
+}
+
+fn run(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn pg_version() -> String {
+    std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| "15".into())
+}
+
+impl Service {
+    fn stop(self) {
+        let ok = match self {
+            Service::RabbitMq => run("rabbitmqctl", &["-q", "stop_app"]),
+            Service::Redis => {
+                run(
+                    "redis-cli",
+                    &["-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"],
+                ) || !self.is_up()
+            }
+            Service::Postgres => run(
+                "pg_ctlcluster",
+                &[
+                    "--skip-systemctl-redirect",
+                    &pg_version(),
+                    "main",
+                    "stop",
+                    "-m",
+                    "fast",
+                ],
+            ),
+        };
+        assert!(ok, "could not stop {self:?}");
+    }
+
+    /// The start commands of scripts/services.sh (not the script itself: it also drops every
+    /// test database, which would break tests running beside this one).
+    fn start(self) {
+        match self {
+            Service::RabbitMq => {
+                run("rabbitmqctl", &["-q", "start_app"]);
+                run("rabbitmqctl", &["-q", "await_startup", "--timeout", "60"]);
+            }
+            Service::Redis => {
+                let _ = std::fs::create_dir_all("/var/lib/redis");
+                let _ = std::fs::create_dir_all("/var/log/redis");
+                run(
+                    "redis-server",
+                    &[
+                        "--daemonize",
+                        "yes",
+                        "--bind",
+                        "127.0.0.1",
+                        "-::1",
+                        "--port",
+                        "6379",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        "/var/lib/redis",
+                        "--logfile",
+                        "/var/log/redis/ci.log",
+                    ],
+                );
+            }
+            Service::Postgres => {
+                run(
+                    "pg_ctlcluster",
+                    &["--skip-systemctl-redirect", &pg_version(), "main", "start"],
+                );
+            }
+        }
+    }
+
+    fn is_up(self) -> bool {
+        match self {
+            Service::RabbitMq => run("rabbitmq-diagnostics", &["-q", "check_running"]),
+            Service::Redis => Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", "6379", "ping"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+                .unwrap_or(false),
+            Service::Postgres => run("pg_isready", &["-h", "127.0.0.1", "-p", "5432", "-q"]),
+        }
+    }
+}
+
+/// A service stopped for as long as this lives; dropping it (also while unwinding from a
+/// failed assertion) starts the service again and waits until it answers.
+struct Outage(Service);
+
+impl Outage {
+    fn begin(service: Service) -> Self {
+        assert!(service.is_up(), "{service:?} must be up before a fault test");
+        service.watchdog();
+        let guard = Outage(service);
+        service.stop();
+        guard
+    }
+}
+
+impl Service {
+    /// A detached shell that starts the service again after [`WATCHDOG`] if it is still down:
+    /// `Drop` does not run when the test process itself is killed (SIGKILL, a runner timeout),
+    /// and a shared service must come back whatever happens to this test.
+    fn watchdog(self) {
+        use std::os::unix::process::CommandExt;
+        let pg = pg_version();
+        let (check, start) = match self {
+            Service::RabbitMq => (
+                "rabbitmq-diagnostics -q check_running".to_owned(),
+                "rabbitmqctl -q start_app".to_owned(),
+            ),
+            Service::Redis => (
+                "redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG".to_owned(),
+                "mkdir -p /var/lib/redis /var/log/redis; redis-server --daemonize yes --bind 127.0.0.1 -::1 \
+                 --port 6379 --save '' --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log"
+                    .to_owned(),
+            ),
+            Service::Postgres => (
+                "pg_isready -h 127.0.0.1 -p 5432 -q".to_owned(),
+                format!("pg_ctlcluster --skip-systemctl-redirect {pg} main start"),
+            ),
+        };
+        let script = format!(
+            "sleep {}; {check} >/dev/null 2>&1 || {{ {start}; }} >/dev/null 2>&1",
+            WATCHDOG.as_secs()
+        );
+        let spawned = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn();
+        assert!(spawned.is_ok(), "cannot start the {self:?} watchdog: {spawned:?}");
+    }
+}
+
+/// When the watchdog restarts a service the test did not bring back itself.
+const WATCHDOG: Duration = Duration::from_secs(30);
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        for _ in 0..60 {
+            if self.0.is_up() {
+                return;
+            }
+            self.0.start();
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        eprintln!(
+            "FAULT TEST: {:?} did not come back; run `bash scripts/services.sh`",
+            self.0
+        );
+    }
+}
+
+/// What the receiver saw: event id and attempt per request on `/ok` and `/flaky`.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<(String, String, u32)>>>);
+
+impl Seen {
+    fn ids(&self, path: &str) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for (p, id, _) in self.0.lock().map(|v| v.clone()).unwrap_or_default() {
+            if p == path {
+                *out.entry(id).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+}
+
+/// `/ok` → 200; `/flaky` → 500 on attempt 1, then 200 (so retries cross the outage).
+async fn start_receiver() -> (String, Seen) {
+    let seen = Seen::default();
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+        let s = s.clone();
+        async move {
+            let h = |n: &str| {
+                headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let attempt: u32 = h("x-webhook-attempt").parse().unwrap_or(0);
+            if let Ok(mut v) = s.0.lock() {
+                v.push((uri.path().to_owned(), h("webhook-id"), attempt));
+            }
+            if uri.path() == "/flaky" && attempt <= 1 {
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                axum::http::StatusCode::OK
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// Processes SIGKILLed when dropped.
+struct Procs(Vec<(&'static str, Child)>);
+
+impl Procs {
+    fn start(config: &Config, roles: &[&'static str]) -> Self {
+        let procs = roles
+            .iter()
+            .map(|role| {
+                let child = Command::new(BIN)
+                    .arg(role)
+                    .env("HOOKRELAY_DATABASE_URL", &config.database_url)
+                    .env("HOOKRELAY_AMQP_URL", &config.amqp_url)
+                    .env("HOOKRELAY_REDIS_URL", &config.redis_url)
+                    .env("HOOKRELAY_NAMESPACE", &config.namespace)
+                    .env("HOOKRELAY_ALLOW_PRIVATE_TARGETS", "true")
+                    .env("HOOKRELAY_RETRY_SCHEDULE", "1s")
+                    .env("HOOKRELAY_REQUEST_TIMEOUT", "2s")
+                    .env("HOOKRELAY_ATTEMPT_LEASE", "4s")
+                    .env("RUST_LOG", "warn")
+                    .env_remove("HOOKRELAY_CONFIG")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("hookrelay starts");
+                (*role, child)
+            })
+            .collect();
+        Self(procs)
+    }
+
+    /// None of them exited: they reconnected instead of dying.
+    fn assert_running(&mut self) {
+        for (role, child) in &mut self.0 {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("a {role} exited during the fault ({status}); it should have reconnected");
+            }
+        }
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn setup() -> (TestEnv, String, Seen) {
+    let env = TestEnv::new().await;
+    let (base, seen) = start_receiver().await;
+    for path in ["ok", "flaky"] {
+        webhooks::create(
+            &env.db,
+            NewWebhook {
+                name: path.into(),
+                url: format!("{base}/{path}"),
+                event_types: vec!["order.*".into()],
+                enabled: true,
+                retry_policy: None,
+                secret: None,
+            },
+        )
+        .await
+        .expect("webhook created");
+    }
+    (env, base, seen)
+}
+
+async fn publish(env: &TestEnv, prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    let ch = env.channel().await;
+    let mut ids = vec![];
+    for i in range {
+        let id = format!("evt_{prefix}_{i}");
+        let body = serde_json::json!({"id": id, "type": "order.paid", "data": {"i": i}});
+        env.publish_raw(&ch, "order.paid", body.to_string().as_bytes())
+            .await;
+        ids.push(id);
+    }
+    ids
+}
+
+/// Where the undelivered deliveries are: their states in PostgreSQL, the Redis retry set and
+/// the jobs queue.
+async fn diagnose(env: &TestEnv) -> String {
+    let states: Vec<(String, i32, bool, i64)> = sqlx::query_as(
+        "SELECT state, attempt_count, next_attempt_at < now(), count(*) FROM deliveries
+         WHERE state <> 'succeeded' GROUP BY 1, 2, 3",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap_or_default();
+    let pending: i64 = match redis::Client::open(env.config.redis_url.as_str()) {
+        Ok(client) => match client.get_multiplexed_async_connection().await {
+            Ok(mut con) => redis::cmd("ZCARD")
+                .arg(hookrelay_shared::redis_keys::retries(&env.config.namespace))
+                .query_async(&mut con)
+                .await
+                .unwrap_or(-1),
+            Err(_) => -1,
+        },
+        Err(_) => -1,
+    };
+    let queued = match env
+        .channel()
+        .await
+        .queue_declare(
+            env.names.deliveries_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+    {
+        Ok(q) => q.message_count() as i64,
+        Err(_) => -1,
+    };
+    format!(
+        "undelivered (state, attempt_count, overdue, n): {states:?}; Redis retries: {pending}; jobs queued: {queued}"
+    )
+}
+
+async fn succeeded(env: &TestEnv) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE state = 'succeeded'")
+        .fetch_one(&env.db)
+        .await
+        .unwrap_or(-1)
+}
+
+/// Publishes a first batch, lets the processes get busy, takes `service` away for
+/// [`OUTAGE`], brings it back, publishes a second batch, and checks every event reached both
+/// webhooks (the flaky one through a retry) with the same processes still running.
+async fn survives_outage_of(service: Service) {
+    let _serial = SERIAL.lock().await;
+    const N: usize = 200;
+    let (env, _base, seen) = setup().await;
+    let mut procs = Procs::start(&env.config, &["dispatcher", "dispatcher", "scheduler"]);
+    let mut ids = publish(&env, "before", 0..N).await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            seen.ids("/ok").len() >= N / 2
+        })
+        .await,
+        "traffic started before the outage"
+    );
+    {
+        let _outage = Outage::begin(service);
+        tokio::time::sleep(OUTAGE).await;
+        procs.assert_running();
+    }
+    ids.extend(publish(&env, "after", N..2 * N).await);
+
+    let done = eventually(Duration::from_secs(150), || async {
+        succeeded(&env).await == 4 * N as i64
+    })
+    .await;
+    procs.assert_running();
+    let (ok, flaky) = (seen.ids("/ok"), seen.ids("/flaky"));
+    let missing: Vec<&String> = ids
+        .iter()
+        .filter(|id| !ok.contains_key(*id) || flaky.get(*id).copied().unwrap_or(0) < 2)
+        .collect();
+    if !(done && missing.is_empty()) {
+        panic!(
+            "after a {service:?} outage: {} of {} deliveries succeeded; {} events not delivered \
+             (first: {:?}); {}",
+            succeeded(&env).await,
+            4 * N,
+            missing.len(),
+            missing.first(),
+            diagnose(&env).await
+        );
+    }
+    drop(procs);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+#[ignore = "stops the shared RabbitMQ: run alone with --ignored"]
+async fn dispatchers_and_schedulers_carry_on_after_rabbitmq_restarts() {
+    survives_outage_of(Service::RabbitMq).await;
+}
+
+#[tokio::test]
+#[ignore = "stops the shared Redis: run alone with --ignored"]
+async fn retries_survive_a_redis_restart_that_loses_every_key() {
+    survives_outage_of(Service::Redis).await;
+}
+
+#[tokio::test]
+#[ignore = "stops the shared PostgreSQL: run alone with --ignored"]
+async fn nothing_is_lost_while_postgresql_restarts() {
+    survives_outage_of(Service::Postgres).await;
+}
