@@ -173,32 +173,21 @@ fn params(pairs: &[(&str, &str)]) -> ListParams {
     p
 }
 
-/// A cursor about halfway through the log for `sort`/`order` (found once, slowly, with OFFSET).
-async fn deep_cursor(pool: &PgPool, sort: SortKey, desc: bool) -> anyhow::Result<String> {
-    let dir = if desc { "DESC" } else { "ASC" };
-    let (key, sql_key) = match sort {
-        SortKey::AttemptedAt => ("NULL::text", "attempted_at"),
-        SortKey::Status => ("status", "status"),
-        SortKey::ResponseCode => ("COALESCE(response_code, 0)::text", "COALESCE(response_code, 0)"),
+/// A cursor deep inside the log: 15 days back, in the middle of the largest group of the
+/// sort key (status `success`, code 200), i.e. millions of rows in, whichever the order.
+fn deep_cursor(sort: SortKey, desc: bool) -> String {
+    let value = match sort {
+        SortKey::AttemptedAt => SortValue::None,
+        SortKey::Status => SortValue::Status("success"),
+        SortKey::ResponseCode => SortValue::Code(200),
     };
-    let sql = format!(
-        "SELECT {key}, attempted_at, id FROM attempts ORDER BY {sql_key} {dir}, attempted_at {dir}, id {dir}
-         OFFSET (SELECT count(*) / 2 FROM attempts) LIMIT 1"
-    );
-    let (v, t, id): (Option<String>, OffsetDateTime, Uuid) =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await?;
-    let value = match (sort, v.as_deref()) {
-        (SortKey::Status, Some("success")) => SortValue::Status("success"),
-        (SortKey::Status, _) => SortValue::Status("failed"),
-        (SortKey::ResponseCode, Some(c)) => SortValue::Code(c.parse()?),
-        _ => SortValue::None,
-    };
-    Ok(Cursor {
+    let attempted_at = OffsetDateTime::now_utc() - time::Duration::days(15);
+    Cursor {
         value,
-        attempted_at: t,
-        id,
+        attempted_at,
+        id: Uuid::nil(),
     }
-    .encode(sort, desc))
+    .encode(sort, desc)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -259,10 +248,10 @@ async fn measure(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
     ];
     for sort in [SortKey::AttemptedAt, SortKey::Status, SortKey::ResponseCode] {
         for desc in [true, false] {
-            let c = deep_cursor(pool, sort, desc).await?;
+            let c = deep_cursor(sort, desc);
             let order = if desc { "desc" } else { "asc" };
             cases.push((
-                format!("deep page (5M in) sort={} {order}", sort.as_str()),
+                format!("deep page (15 days in) sort={} {order}", sort.as_str()),
                 params(&[("sort", sort.as_str()), ("order", order), ("cursor", &c)]),
             ));
         }
@@ -271,7 +260,7 @@ async fn measure(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
     let mut slowest: Option<(f64, String, LogQuery)> = None;
     for (name, p) in cases {
         let lq = LogQuery::parse(&p).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        for _ in 0..5 {
+        for _ in 0..20 {
             fetch_page(pool, &lq)
                 .await
                 .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
@@ -287,17 +276,19 @@ async fn measure(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
         }
         times.sort();
         let p99 = pct(&times, 0.99);
+        let p50 = pct(&times, 0.5);
         println!(
             "| {name} | {:.1} | {p99:.1} | {:.1} |",
             pct(&times, 0.5),
             pct(&times, 1.0)
         );
-        if slowest.as_ref().is_none_or(|s| p99 > s.0) {
-            slowest = Some((p99, name, lq));
+        // The slowest by median: p99 on a shared machine is often one scheduling hiccup.
+        if slowest.as_ref().is_none_or(|s| p50 > s.0) {
+            slowest = Some((p50, name, lq));
         }
     }
-    if let Some((p99, name, lq)) = slowest {
-        println!("\nslowest: {name} (p99 {p99:.1} ms)\n");
+    if let Some((p50, name, lq)) = slowest {
+        println!("\nslowest: {name} (p50 {p50:.1} ms)\n");
         let q = match &lq.q {
             Some(q) => Some(resolve_q(pool, q).await?),
             None => None,
