@@ -5,7 +5,6 @@
 
 use std::{
     net::SocketAddr,
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -28,8 +27,8 @@ const PAGE: &str = "/admin/webhook-deliveries";
 /// Generous: the CI machine is small and runs other suites (and other browsers) at once.
 const WAIT: Duration = Duration::from_secs(45);
 
-/// At most two Chromiums at a time: each takes a good share of a 2-core machine.
-static BROWSERS: Semaphore = Semaphore::const_new(2);
+/// One Chromium at a time: each takes a good share of a 2-core machine shared with builds.
+static BROWSERS: Semaphore = Semaphore::const_new(1);
 
 // ------------------------------------------------------------------------------------------
 // The system under test
@@ -232,8 +231,6 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            // Its own process group, so Drop can end chromedriver and its Chromium together.
-            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("{CHROMEDRIVER} could not be started: {e}"));
         let url = format!("http://127.0.0.1:{port}");
@@ -412,11 +409,18 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The whole group: chromedriver and the Chromium it started (also when a test panicked).
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.chromedriver.id())])
-            .stderr(Stdio::null())
-            .status();
+        // After a panic the session is still open: end it (closing Chromium) on a runtime of
+        // its own, since Drop cannot await. No signals to process groups: only our own child.
+        if let Some(driver) = self.driver.take() {
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    let _ = rt.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(10), driver.quit()).await
+                    });
+                }
+            })
+            .join();
+        }
         let _ = self.chromedriver.kill();
         let _ = self.chromedriver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
