@@ -4,5 +4,6 @@ mod e2e;
 mod fire;
 mod helpers;
 mod manual;
+mod policy;
 mod reconcile;
 mod retention;
