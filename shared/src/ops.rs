@@ -52,7 +52,11 @@ pub async fn spawn(
 }
 
 /// Serves the operations routes on an already bound listener until `shutdown` is cancelled.
-pub async fn serve_on(ctx: Context, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve_on(
+    ctx: Context,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr().ok();
     tracing::info!(addr = ?addr, "operations server listening (/metrics, /healthz, /readyz)");
     axum::serve(listener, router(ctx))
@@ -68,7 +72,11 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 async fn metrics_handler(State(ctx): State<Context>) -> Response {
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], ctx.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        ctx.metrics.render(),
+    )
+        .into_response()
 }
 
 /// The process is up and its runtime answers; dependencies are `/readyz`'s business, so a
@@ -160,7 +168,9 @@ mod tests {
         let ctx = unreachable_context();
         ctx.metrics.deliveries_exhausted.inc();
         let (base, stop, task) = started(ctx).await;
-        let resp = reqwest::get(format!("{base}/metrics")).await.expect("GET /metrics");
+        let resp = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("GET /metrics");
         assert_eq!(resp.status(), 200);
         assert_eq!(
             resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
@@ -176,7 +186,9 @@ mod tests {
     #[tokio::test]
     async fn healthz_is_ok_even_when_every_dependency_is_down() {
         let (base, stop, task) = started(unreachable_context()).await;
-        let resp = reqwest::get(format!("{base}/healthz")).await.expect("GET /healthz");
+        let resp = reqwest::get(format!("{base}/healthz"))
+            .await
+            .expect("GET /healthz");
         assert_eq!(resp.status(), 200);
         let body: serde_json::Value = resp.json().await.expect("json");
         assert_eq!(body["status"], "ok");
