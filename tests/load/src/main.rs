@@ -1,1 +1,358 @@
-fn main() {}
+//! `hookrelay-load`: publishes N events to the exchange, runs a fast receiver, spawns the
+//! `hookrelay dispatcher` release binary, and reports events/s published, deliveries/s
+//! persisted, publish→first-attempt latency (p50/p99) and the dispatcher's peak RSS.
+//!
+//! It runs in its own database and namespace on the local services and removes them after.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
+use clap::Parser;
+use hookrelay_shared::{
+    Config, amqp, db,
+    webhooks::{self, NewWebhook},
+};
+use lapin::{BasicProperties, options::BasicPublishOptions, options::QueueDeclareOptions, types::FieldTable};
+use sqlx::{Connection, Executor};
+
+#[derive(Parser, Debug)]
+#[command(name = "hookrelay-load", about = "Load test of the hookrelay dispatcher")]
+struct Args {
+    /// Events to publish.
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Events per second; 0 publishes as fast as the broker confirms.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Webhooks subscribed to every event (the fan-out).
+    #[arg(long, default_value_t = 5)]
+    webhooks: usize,
+    /// The `hookrelay` binary to run as the dispatcher.
+    #[arg(long, default_value = "target/release/hookrelay")]
+    binary: PathBuf,
+    /// Dispatcher processes to run.
+    #[arg(long, default_value_t = 1)]
+    dispatchers: usize,
+    /// PostgreSQL server (without a database name).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
+    redis_url: String,
+    /// Extra `KEY=VALUE` environment for the dispatcher (e.g. HOOKRELAY_PREFETCH=1000).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    /// Give up waiting for deliveries after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    /// Keep the database and queues afterwards.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Default)]
+struct Stats {
+    arrivals: AtomicU64,
+    /// Publish → first attempt arrival, in microseconds.
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+fn now_us() -> u64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as u64
+}
+
+async fn receive(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) -> &'static str {
+    let at = now_us();
+    stats.arrivals.fetch_add(1, Ordering::Relaxed);
+    if headers.get("x-webhook-attempt").is_some_and(|v| v == "1")
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+        && let Some(sent) = v["data"]["sent_at_us"].as_u64()
+        && let Ok(mut l) = stats.latencies_us.lock()
+    {
+        l.push(at.saturating_sub(sent));
+    }
+    "ok"
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn spawn_dispatcher(args: &Args, config: &Config, n: usize) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(format!("/tmp/hookrelay-load-dispatcher-{n}.log"))?;
+    let mut cmd = Command::new(&args.binary);
+    cmd.arg("dispatcher")
+        .env("HOOKRELAY_DATABASE_URL", &config.database_url)
+        .env("HOOKRELAY_AMQP_URL", &config.amqp_url)
+        .env("HOOKRELAY_REDIS_URL", &config.redis_url)
+        .env("HOOKRELAY_NAMESPACE", &config.namespace)
+        .env("HOOKRELAY_ALLOW_PRIVATE_TARGETS", "true")
+        .env_remove("HOOKRELAY_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    for kv in &args.env {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--env {kv}: expected KEY=VALUE");
+        };
+        cmd.env(k, v);
+    }
+    cmd.spawn().with_context(|| {
+        format!(
+            "cannot run {} (build it with cargo build --release)",
+            args.binary.display()
+        )
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    hookrelay_shared::install_crypto_provider();
+    let args = Args::parse();
+    let suffix = format!("{:08x}", rand_suffix());
+    let config = Config {
+        database_url: format!("{}/hookrelay_load_{suffix}", args.postgres),
+        amqp_url: args.amqp_url.clone(),
+        redis_url: args.redis_url.clone(),
+        namespace: format!("load_{suffix}"),
+        allow_private_targets: true,
+        ..Config::default()
+    };
+    let pool = db::migrate(&config).await.context("PostgreSQL")?;
+    let names = amqp::Names::new(&config.namespace);
+    let conn = amqp::connect(&config.amqp_url, "load")
+        .await
+        .context("RabbitMQ")?;
+    let setup = conn.create_channel().await?;
+    amqp::declare_topology(&setup, &names).await?;
+
+    let stats = Arc::new(Stats::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/hook/{n}", post(receive))
+        .with_state(stats.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for i in 0..args.webhooks {
+        webhooks::create(
+            &pool,
+            NewWebhook {
+                name: format!("load {i}"),
+                url: format!("http://{addr}/hook/{i}"),
+                event_types: vec!["*".into()],
+                enabled: true,
+                retry_policy: None,
+                secret: None,
+            },
+        )
+        .await?;
+    }
+
+    let mut children = Vec::new();
+    for n in 0..args.dispatchers {
+        children.push(spawn_dispatcher(&args, &config, n)?);
+    }
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    // Wait for the dispatchers' consumers.
+    let ready = Instant::now();
+    loop {
+        let q = setup
+            .queue_declare(
+                names.events_queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        if q.consumer_count() as usize >= args.dispatchers {
+            break;
+        }
+        if ready.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "the dispatcher did not start consuming within 30 s (see /tmp/hookrelay-load-dispatcher-0.log)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        let pids = pids.clone();
+        tokio::spawn(async move {
+            loop {
+                let total: u64 = pids.iter().filter_map(|p| peak_rss_kib(*p)).max().unwrap_or(0);
+                peak.fetch_max(total, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+
+    let expected = (args.events * args.webhooks) as i64;
+    println!(
+        "publishing {} events x {} webhooks = {expected} deliveries{}",
+        args.events,
+        args.webhooks,
+        if args.rate > 0 {
+            format!(" at {} events/s", args.rate)
+        } else {
+            " as fast as possible".into()
+        }
+    );
+    let publisher = amqp::confirm_channel(&conn).await?;
+    let started = Instant::now();
+    let mut outstanding = std::collections::VecDeque::new();
+    for i in 0..args.events {
+        if args.rate > 0 {
+            let due = Duration::from_secs_f64(i as f64 / args.rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let body = serde_json::json!({
+            "id": format!("evt_load_{suffix}_{i}"),
+            "type": "load.test",
+            "data": {"sent_at_us": now_us(), "i": i},
+        });
+        let confirm = publisher
+            .basic_publish(
+                names.events_exchange.as_str().into(),
+                "load.test".into(),
+                BasicPublishOptions::default(),
+                body.to_string().as_bytes(),
+                BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_delivery_mode(2),
+            )
+            .await?;
+        outstanding.push_back(confirm);
+        while outstanding.len() > 2000 {
+            if let Some(c) = outstanding.pop_front() {
+                c.await?;
+            }
+        }
+    }
+    for c in outstanding {
+        c.await?;
+    }
+    let publish_secs = started.elapsed().as_secs_f64();
+
+    // Deliveries persisted, sampled once a second.
+    let mut samples: Vec<(f64, i64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let persisted = loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts")
+            .fetch_one(&pool)
+            .await?;
+        samples.push((started.elapsed().as_secs_f64(), n));
+        if n >= expected || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let total_secs = started.elapsed().as_secs_f64();
+    let success: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'success'")
+        .fetch_one(&pool)
+        .await?;
+    sampler.abort();
+    let peak_kib = peak.load(Ordering::Relaxed);
+    for c in &mut children {
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+    }
+    for c in &mut children {
+        let _ = c.wait();
+    }
+
+    // The steady rate: between 10 % and 90 % of the deliveries persisted.
+    let at = |frac: f64| {
+        samples
+            .iter()
+            .find(|(_, n)| *n as f64 >= frac * expected as f64)
+            .copied()
+    };
+    let steady = match (at(0.1), at(0.9)) {
+        (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => Some((n1 - n0) as f64 / (t1 - t0)),
+        _ => None,
+    };
+    let mut lat = stats.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+    lat.sort_unstable();
+    println!(
+        "events published:      {} in {publish_secs:.1} s = {:.0} events/s",
+        args.events,
+        args.events as f64 / publish_secs
+    );
+    println!(
+        "deliveries persisted:  {persisted}/{expected} ({success} success) in {total_secs:.1} s = {:.0} deliveries/s overall",
+        persisted as f64 / total_secs
+    );
+    if let Some(s) = steady {
+        println!("steady rate (10%-90%): {s:.0} deliveries/s");
+    }
+    println!(
+        "publish -> first attempt: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+        lat.len()
+    );
+    println!(
+        "receiver requests:     {}",
+        stats.arrivals.load(Ordering::Relaxed)
+    );
+    println!(
+        "dispatcher peak RSS:   {:.1} MiB (VmHWM, largest of {} process(es))",
+        peak_kib as f64 / 1024.0,
+        pids.len()
+    );
+
+    if !args.keep {
+        for q in [&names.events_queue, &names.dead_queue, &names.deliveries_queue] {
+            let _ = setup.queue_delete(q.as_str().into(), Default::default()).await;
+        }
+        let _ = setup
+            .exchange_delete(names.events_exchange.as_str().into(), Default::default())
+            .await;
+        pool.close().await;
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{}/postgres", args.postgres)).await {
+            let sql = format!("DROP DATABASE IF EXISTS \"hookrelay_load_{suffix}\" WITH (FORCE)");
+            let _ = admin.execute(sqlx::AssertSqlSafe(sql)).await;
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    if persisted < expected {
+        bail!(
+            "only {persisted} of {expected} deliveries were persisted within {} s",
+            args.timeout_secs
+        );
+    }
+    Ok(())
+}
+
+fn rand_suffix() -> u32 {
+    // No rand dependency needed: the clock's low bits are unique enough for a namespace.
+    (now_us() & 0xffff_ffff) as u32 ^ std::process::id()
+}
