@@ -37,6 +37,7 @@ static BROWSERS: Semaphore = Semaphore::const_new(1);
 struct System {
     env: TestEnv,
     base: String,
+    listener: Option<TcpListener>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
     channel: lapin::Channel,
@@ -44,36 +45,44 @@ struct System {
 }
 
 impl System {
-    /// Starts everything; automatic retries are off so that only the page's retries resend.
-    async fn start() -> Self {
+    /// A fresh environment; automatic retries are off so that only the page's retries resend.
+    /// Nothing runs until [`System::run`], so webhooks made before it are loaded at start-up
+    /// (no race with the dispatcher's change listener).
+    async fn new() -> Self {
         let env = TestEnv::with(|c| c.retry_max = 0).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the API");
         let base = format!("http://{}", listener.local_addr().expect("API address"));
-        let shutdown = CancellationToken::new();
-        let ctx = env.context();
-        let tasks = vec![
-            tokio::spawn(hookrelay_query_api::run(ctx.clone(), listener, shutdown.clone())),
-            tokio::spawn(hookrelay_dispatcher::run(ctx.clone(), shutdown.clone())),
-            tokio::spawn(hookrelay_scheduler::run(ctx, shutdown.clone())),
-        ];
         let channel = env.channel().await;
-        let http = reqwest::Client::new();
+        Self {
+            env,
+            base,
+            listener: Some(listener),
+            shutdown: CancellationToken::new(),
+            tasks: vec![],
+            channel,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts the API, a dispatcher and a scheduler, as `hookrelay up` does.
+    async fn run(&mut self) {
+        let listener = self.listener.take().expect("run once");
+        let ctx = self.env.context();
+        let stop = &self.shutdown;
+        self.tasks = vec![
+            tokio::spawn(hookrelay_query_api::run(ctx.clone(), listener, stop.clone())),
+            tokio::spawn(hookrelay_dispatcher::run(ctx.clone(), stop.clone())),
+            tokio::spawn(hookrelay_scheduler::run(ctx, stop.clone())),
+        ];
         let up = eventually(WAIT, || async {
-            http.get(format!("{base}/readyz"))
+            self.http
+                .get(format!("{}/readyz", self.base))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
         })
         .await;
-        assert!(up, "the query API at {base} never became ready");
-        Self {
-            env,
-            base,
-            shutdown,
-            tasks,
-            channel,
-            http,
-        }
+        assert!(up, "the query API at {} never became ready", self.base);
     }
 
     async fn token(&self, role: Role) -> String {
@@ -453,7 +462,7 @@ const STACK_TRACE: &str = "Traceback (most recent call last):\n  File \"/srv/bil
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_admin_filters_failed_finds_the_500_and_sees_the_stack_trace_and_the_payload() {
-    let sys = System::start().await;
+    let mut sys = System::new().await;
     let admin = sys.token(Role::Admin).await;
     let billing =
         Receiver::start_with(|_| Reply::status(500, STACK_TRACE).header("content-type", "text/plain")).await;
@@ -468,6 +477,7 @@ async fn an_admin_filters_failed_finds_the_500_and_sees_the_stack_trace_and_the_
         &["product.*"],
     )
     .await;
+    sys.run().await;
     sys.publish(
         "license.assigned",
         json!({
@@ -597,7 +607,7 @@ async fn an_admin_filters_failed_finds_the_500_and_sees_the_stack_trace_and_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_downtime_an_admin_retries_one_row_then_all_failed_and_every_delivery_succeeds() {
-    let sys = System::start().await;
+    let mut sys = System::new().await;
     let admin = sys.token(Role::Admin).await;
     let down = unused_addr();
     let audit = Receiver::start().await;
@@ -606,6 +616,7 @@ async fn after_downtime_an_admin_retries_one_row_then_all_failed_and_every_deliv
         .await;
     sys.webhook("Audit log", &audit.url("/audit"), &["license.*"])
         .await;
+    sys.run().await;
     for n in 1..=3 {
         sys.publish("license.assigned", json!({"license_id": format!("lic_{n}")}))
             .await;
@@ -725,7 +736,7 @@ async fn after_downtime_an_admin_retries_one_row_then_all_failed_and_every_deliv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn search_category_filter_sort_by_response_code_and_paging_show_the_same_rows_as_the_api() {
-    let sys = System::start().await;
+    let mut sys = System::new().await;
     let admin = sys.token(Role::Admin).await;
     let ok = Receiver::start().await;
     let boom = Receiver::start_with(|_| Reply::status(500, "boom")).await;
@@ -739,6 +750,7 @@ async fn search_category_filter_sort_by_response_code_and_paging_show_the_same_r
         &["license.*", "product.*"],
     )
     .await;
+    sys.run().await;
     for n in 0..4 {
         sys.publish("license.assigned", json!({"n": n})).await;
     }
@@ -914,10 +926,11 @@ async fn search_category_filter_sort_by_response_code_and_paging_show_the_same_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_a_token_the_sign_in_shows_and_a_viewer_token_is_refused_politely() {
-    let sys = System::start().await;
+    let mut sys = System::new().await;
     let viewer = sys.token(Role::Viewer).await;
     let admin = sys.token(Role::Admin).await;
 
+    sys.run().await;
     // The page's own security headers.
     let r = sys
         .http
