@@ -104,6 +104,15 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
+        // The contract names the request timeout HOOKRELAY_DELIVERY_TIMEOUT; HOOKRELAY_REQUEST_TIMEOUT
+        // (the field's own name) is accepted too.
+        let env = env.map(|k| {
+            if k == "delivery_timeout" {
+                "request_timeout".into()
+            } else {
+                k.into()
+            }
+        });
         let config: Config = fig.merge(env).extract().map_err(describe)?;
         config.validate()?;
         Ok(config)
@@ -151,7 +160,7 @@ impl Config {
             return bad("PREFETCH", "must be greater than 0".into());
         }
         if self.request_timeout.0.is_zero() {
-            return bad("REQUEST_TIMEOUT", "must be greater than 0".into());
+            return bad("DELIVERY_TIMEOUT", "must be greater than 0".into());
         }
         if self.retry_window.0.is_zero() && self.retry_max > 0 {
             return bad(
@@ -165,7 +174,7 @@ impl Config {
         if self.attempt_lease.0 <= self.request_timeout.0 {
             return bad(
                 "ATTEMPT_LEASE",
-                "must be longer than HOOKRELAY_REQUEST_TIMEOUT".into(),
+                "must be longer than HOOKRELAY_DELIVERY_TIMEOUT".into(),
             );
         }
         Ok(())
@@ -287,6 +296,14 @@ mod tests {
                 Duration::from_secs(4)
             ])
         );
+    }
+
+    #[test]
+    fn the_delivery_timeout_has_the_contract_name() {
+        let c = load(&[("HOOKRELAY_DELIVERY_TIMEOUT", "3s")]).expect("loads");
+        assert_eq!(c.request_timeout.0, Duration::from_secs(3));
+        let err = load(&[("HOOKRELAY_DELIVERY_TIMEOUT", "0s")]).expect_err("rejected");
+        assert!(err.to_string().contains("HOOKRELAY_DELIVERY_TIMEOUT"), "{err}");
     }
 
     #[test]
