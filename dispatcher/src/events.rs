@@ -121,7 +121,10 @@ async fn handle_batch(
     // Permits are taken before the deliveries are written, so a created delivery's first
     // attempt starts at once and its lease can't run out while it waits for a slot.
     let wanted: usize = accepted.iter().map(|a| a.targets.len()).sum();
-    let up_front = wanted.min(core.ctx.config.dispatch_concurrency);
+    // At most half the limit up front: waiting for the whole limit would mean waiting until
+    // every attempt of the previous batch is recorded, serialising batches. Attempts beyond
+    // take their permit on their own task (their lease is far longer than that wait).
+    let up_front = wanted.min((core.ctx.config.dispatch_concurrency / 2).max(1));
     let mut permits = if up_front > 0 {
         Some(core.permits.clone().acquire_many_owned(up_front as u32).await?)
     } else {

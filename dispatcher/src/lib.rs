@@ -42,6 +42,9 @@ pub struct Core {
     pub tasks: TaskTracker,
     /// Event types known to be in `event_types`, to skip a redundant INSERT.
     pub known_types: Mutex<HashSet<String>>,
+    /// Cancelled when shutdown begins: attempts still waiting for a permit then give up
+    /// (their delivery's lease brings them back) instead of starting during the drain.
+    pub stopping: CancellationToken,
 }
 
 impl Core {
@@ -54,7 +57,16 @@ impl Core {
     ) {
         let permit = match permit {
             Some(p) => Some(p),
-            None => self.permits.clone().acquire_owned().await.ok(),
+            None => tokio::select! {
+                biased;
+                _ = self.stopping.cancelled() => {
+                    // Not started: the job (if any) stays unacked and goes back to RabbitMQ;
+                    // a first attempt is re-fired by the scheduler when its lease runs out.
+                    tracing::debug!(delivery_id = %req.delivery_id, "shutting down; attempt not started");
+                    return;
+                }
+                p = self.permits.clone().acquire_owned() => p.ok(),
+            },
         };
         self.ctx.metrics.deliveries_in_flight.inc();
         let out = self.sender.send(&req).await;
@@ -110,6 +122,7 @@ impl Dispatcher {
             recorder,
             tasks: TaskTracker::new(),
             known_types: Mutex::new(HashSet::new()),
+            stopping: CancellationToken::new(),
         });
         Ok(Self {
             core,
@@ -154,16 +167,23 @@ impl Dispatcher {
             }
         }
         tracing::info!("dispatcher stopping: waiting for attempts in flight");
+        core.stopping.cancel();
         core.tasks.close();
         let grace = core.ctx.config.shutdown_grace.0;
-        if tokio::time::timeout(grace, core.tasks.wait()).await.is_err() {
+        // Leave a little of the grace for flushing the recorder and closing the connection.
+        let drain = grace.saturating_sub(grace / 5);
+        if tokio::time::timeout(drain, core.tasks.wait()).await.is_err() {
             tracing::warn!(
                 in_flight = core.tasks.len(),
                 "attempts still in flight after the shutdown grace; their leases make them retried"
             );
         }
         self.recorder_stop.cancel();
-        let _ = self.recorder_task.await;
+        if tokio::time::timeout(grace / 5, self.recorder_task).await.is_err() {
+            tracing::warn!(
+                "recorder still writing after the shutdown grace; unrecorded attempts will be retried"
+            );
+        }
         if let Some(conn) = connection {
             let _ = conn.close(200, "shutdown".into()).await;
         }
