@@ -141,9 +141,14 @@ pub fn next_delay<R: Rng + ?Sized>(
             base.mul_f64(factor)
         }
     };
+    let left = policy.window().saturating_sub(failed.since_first_failure);
     if let Some(ra) = failed.retry_after {
-        let left = policy.window().saturating_sub(failed.since_first_failure);
         delay = delay.max(ra.min(left));
+    }
+    if let RetryPolicy::Exponential { .. } = policy {
+        // An earlier Retry-After may have used up part of the window: the rest of the
+        // schedule still ends inside it. (A written schedule is used as written.)
+        delay = delay.min(left);
     }
     Some(delay)
 }
@@ -239,6 +244,19 @@ mod tests {
         };
         let d = next_delay(&p, f, &mut rng).expect("still retries");
         assert!(d <= Duration::from_secs(600), "{d:?}");
+    }
+
+    #[test]
+    fn a_long_retry_after_does_not_push_later_retries_past_the_window() {
+        let p = exp(3, 1800);
+        let mut rng = StdRng::seed_from_u64(5);
+        let f = FailedAttempt {
+            failures: 3,
+            since_first_failure: Duration::from_secs(1790),
+            retry_after: None,
+        };
+        let d = next_delay(&p, f, &mut rng).expect("the last retry is still made");
+        assert!(d <= Duration::from_secs(10), "{d:?}");
     }
 
     #[test]
