@@ -126,7 +126,12 @@ async fn handle_batch(
     // take their permit on their own task (their lease is far longer than that wait).
     let up_front = wanted.min((core.ctx.config.dispatch_concurrency / 2).max(1));
     let mut permits = if up_front > 0 {
-        Some(core.permits.clone().acquire_many_owned(up_front as u32).await?)
+        tokio::select! {
+            biased;
+            // Nothing of this batch is stored or acked: it goes back to RabbitMQ on close.
+            _ = shutdown.cancelled() => anyhow::bail!("shutting down while waiting for a free slot"),
+            p = core.permits.clone().acquire_many_owned(up_front as u32) => Some(p?),
+        }
     } else {
         None
     };

@@ -140,6 +140,14 @@ impl Dispatcher {
     /// finish and be recorded; unacked messages go back to RabbitMQ when the connection closes.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let core = self.core.clone();
+        // Attempts waiting for a slot stop waiting at the signal itself, not after the
+        // consumers have wound down.
+        let stopping = core.stopping.clone();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            signal.cancelled().await;
+            stopping.cancel();
+        });
         let fresh = tokio::spawn(
             core.cache
                 .clone()
