@@ -50,25 +50,29 @@ proptest! {
     }
 
     #[test]
-    fn retry_after_lengthens_a_delay_but_never_past_the_window_nor_changes_the_count(
+    fn retry_after_lengthens_a_delay_but_the_schedule_stays_in_its_window_and_keeps_its_count(
         n in 1u32..8, window in 10u64..100_000, seed in any::<u64>(),
         after in proptest::collection::vec(proptest::option::of(0u64..200_000), 8)
     ) {
         let policy = RetryPolicy::Exponential { max_retries: n, window: Duration::from_secs(window) };
+        let window = Duration::from_secs(window);
         let plain = run(&policy, seed, |_| None);
         let ra = |f: u32| after[(f as usize - 1) % after.len()].map(Duration::from_secs);
         let honoured = run(&policy, seed, ra);
         prop_assert_eq!(honoured.len(), plain.len(), "Retry-After never adds or drops a retry");
         let mut elapsed = Duration::ZERO;
         for (i, (h, p)) in honoured.iter().zip(&plain).enumerate() {
-            // Same seed, so the same jitter: Retry-After may only lengthen.
-            prop_assert!(h >= p);
+            // Same seed, so the same jitter. A delay grows only to honour this failure's
+            // Retry-After, and shrinks only where an earlier Retry-After used up the window:
+            // then it ends exactly at the window's end.
             if h > p {
-                // Lengthened by Retry-After: not past the end of the window.
-                prop_assert!(elapsed + *h <= Duration::from_secs(window), "retry {} ends after the window", i + 1);
-                prop_assert!(Some(*h) <= ra(i as u32 + 1));
+                prop_assert!(Some(*h) <= ra(i as u32 + 1), "retry {} lengthened beyond its Retry-After", i + 1);
+            }
+            if h < p {
+                prop_assert_eq!(elapsed + *h, window, "retry {} shortened but not to the window's end", i + 1);
             }
             elapsed += *h;
+            prop_assert!(elapsed <= window, "retry {} ends after the window", i + 1);
         }
     }
 }
