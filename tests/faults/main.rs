@@ -1,7 +1,8 @@
 //! Fault tests: a shared service (RabbitMQ, Redis, PostgreSQL) goes away for a few seconds
 //! under load and comes back; real `hookrelay` processes carry on without a restart and lose
 //! no event. They stop services that every other test uses, so they are `#[ignore]`d in the
-//! normal run; run them alone: `cargo test --test faults -- --ignored --test-threads=1`.
+//! main run, and `scripts/test.sh` runs them afterwards, alone and one at a time:
+//! `cargo test --all-features --test faults -- --ignored --test-threads=1`.
 //! A static mutex serialises them anyway, and every outage is a guard whose `Drop` brings the
 //! service back, on failure and on panic too.
 
@@ -244,24 +245,37 @@ async fn start_receiver() -> (String, Seen) {
             }
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind receiver");
+    // The receiver gets a thread and runtime of its own: stopping and starting a service
+    // blocks the test's thread for seconds, and a receiver frozen meanwhile would turn
+    // attempts into timeouts (and exhaust their deliveries) for a reason of the test's own.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+    listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("receiver runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("receiver listener");
+            let _ = axum::serve(listener, app).await;
+        });
     });
     (format!("http://{addr}"), seen)
 }
 
-/// Processes SIGKILLed when dropped.
-struct Procs(Vec<(&'static str, Child)>);
+/// Processes SIGKILLed when dropped; each logs to its own file (kept when the test fails).
+struct Procs(Vec<(&'static str, Child, std::path::PathBuf)>);
 
 impl Procs {
     fn start(config: &Config, roles: &[&'static str]) -> Self {
         let procs = roles
             .iter()
-            .map(|role| {
+            .enumerate()
+            .map(|(i, role)| {
+                let log = std::env::temp_dir().join(format!("hookrelay-fault-{}-{i}.log", config.namespace));
+                let file = std::fs::File::create(&log).expect("log file");
+                let err = file.try_clone().expect("log file");
                 let child = Command::new(BIN)
                     .arg(role)
                     .env("HOOKRELAY_DATABASE_URL", &config.database_url)
@@ -272,13 +286,14 @@ impl Procs {
                     .env("HOOKRELAY_RETRY_SCHEDULE", "1s")
                     .env("HOOKRELAY_REQUEST_TIMEOUT", "2s")
                     .env("HOOKRELAY_ATTEMPT_LEASE", "4s")
-                    .env("RUST_LOG", "warn")
+                    .env("RUST_LOG", "info")
                     .env_remove("HOOKRELAY_CONFIG")
                     .stdin(Stdio::null())
-                    .stdout(Stdio::null())
+                    .stdout(Stdio::from(file))
+                    .stderr(Stdio::from(err))
                     .spawn()
                     .expect("hookrelay starts");
-                (*role, child)
+                (*role, child, log)
             })
             .collect();
         Self(procs)
@@ -286,19 +301,53 @@ impl Procs {
 
     /// None of them exited: they reconnected instead of dying.
     fn assert_running(&mut self) {
-        for (role, child) in &mut self.0 {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                panic!("a {role} exited during the fault ({status}); it should have reconnected");
-            }
+        let exited = self.0.iter_mut().find_map(|(role, child, _)| {
+            let status = child.try_wait().expect("try_wait")?;
+            Some((*role, status))
+        });
+        if let Some((role, status)) = exited {
+            panic!(
+                "a {role} exited during the fault ({status}); it should have reconnected\n{}",
+                self.logs()
+            );
         }
+    }
+
+    /// The last lines each process logged.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (role, child, log) in &self.0 {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            // Errors and warnings other than slow pool acquisitions, then the last lines.
+            let notable: Vec<&str> = lines
+                .iter()
+                .filter(|l| (l.contains("ERROR") || l.contains("WARN")) && !l.contains("slow threshold"))
+                .copied()
+                .collect();
+            let notable = notable[notable.len().saturating_sub(30)..].join("\n");
+            let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+            let tail = format!("{notable}\n[...]\n{tail}");
+            out.push_str(&format!(
+                "--- {role} (pid {}), {} ---\n{tail}\n",
+                child.id(),
+                log.display()
+            ));
+        }
+        out
     }
 }
 
 impl Drop for Procs {
     fn drop(&mut self) {
-        for (_, child) in &mut self.0 {
+        for (_, child, _) in &mut self.0 {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            for (_, _, log) in &self.0 {
+                let _ = std::fs::remove_file(log);
+            }
         }
     }
 }
@@ -340,7 +389,7 @@ async fn publish(env: &TestEnv, prefix: &str, range: std::ops::Range<usize>) -> 
 /// Where the undelivered deliveries are: their states in PostgreSQL, the Redis retry set and
 /// the jobs queue.
 async fn diagnose(env: &TestEnv) -> String {
-    let states: Vec<(String, i32, bool, i64)> = sqlx::query_as(
+    let states: Vec<(String, i32, Option<bool>, i64)> = sqlx::query_as(
         "SELECT state, attempt_count, next_attempt_at < now(), count(*) FROM deliveries
          WHERE state <> 'succeeded' GROUP BY 1, 2, 3",
     )
@@ -374,8 +423,21 @@ async fn diagnose(env: &TestEnv) -> String {
         Ok(q) => q.message_count() as i64,
         Err(_) => -1,
     };
+    let totals: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries)")
+            .fetch_one(&env.db)
+            .await
+            .unwrap_or((-1, -1));
+    let errors: Vec<(Option<String>, i64)> = sqlx::query_as(
+        "SELECT error, count(*) FROM attempts WHERE status = 'failed' AND error IS NOT NULL GROUP BY 1",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap_or_default();
     format!(
-        "undelivered (state, attempt_count, overdue, n): {states:?}; Redis retries: {pending}; jobs queued: {queued}"
+        "failed attempts by error: {errors:?}; events stored: {}, deliveries stored: {}; undelivered (state, attempt_count, overdue, n): {states:?}; \
+         Redis retries: {pending}; jobs queued: {queued}",
+        totals.0, totals.1
     )
 }
 
@@ -422,12 +484,13 @@ async fn survives_outage_of(service: Service) {
     if !(done && missing.is_empty()) {
         panic!(
             "after a {service:?} outage: {} of {} deliveries succeeded; {} events not delivered \
-             (first: {:?}); {}",
+             (first: {:?}); {}\n{}",
             succeeded(&env).await,
             4 * N,
             missing.len(),
             missing.first(),
-            diagnose(&env).await
+            diagnose(&env).await,
+            procs.logs()
         );
     }
     drop(procs);

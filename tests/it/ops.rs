@@ -509,6 +509,8 @@ struct Fleet {
     procs: Vec<(String, Child)>,
     /// Processes the test stopped on purpose.
     ended: BTreeSet<usize>,
+    /// Each process's log file (by index; empty for processes started elsewhere).
+    logs: Vec<PathBuf>,
 }
 
 impl Fleet {
@@ -518,13 +520,14 @@ impl Fleet {
             ("HOOKRELAY_REQUEST_TIMEOUT", "2s".to_owned()),
             ("HOOKRELAY_ATTEMPT_LEASE", "4s".to_owned()),
             ("HOOKRELAY_SHUTDOWN_GRACE", "10s".to_owned()),
-            ("RUST_LOG", "warn".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         Self {
             env,
             procs: vec![],
             ended: BTreeSet::new(),
+            logs: vec![],
         }
     }
 
@@ -533,9 +536,47 @@ impl Fleet {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let child = cmd.stdout(Stdio::null()).spawn().expect("hookrelay starts");
+        // Each process logs to its own file, read back when it misbehaves.
+        let log = self.log_path(config, self.procs.len());
+        let file = std::fs::File::create(&log).expect("log file");
+        let err = file.try_clone().expect("log file");
+        let child = cmd
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("hookrelay starts");
         self.procs.push((role.to_owned(), child));
+        self.logs.push(log);
         self.procs.len() - 1
+    }
+
+    fn log_path(&self, config: &hookrelay_shared::Config, i: usize) -> PathBuf {
+        std::env::temp_dir().join(format!("hookrelay-fleet-{}-{i}.log", config.namespace))
+    }
+
+    /// What process `i` is doing: its log's tail and every thread's stack (gdb, if present).
+    fn diagnose(&self, i: usize) -> String {
+        let mut out = String::new();
+        if let Some(log) = self.logs.get(i) {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            out.push_str(&format!("--- last log lines of {} ---\n{tail}\n", log.display()));
+        }
+        if let Ok(o) = Command::new("gdb")
+            .args([
+                "-batch",
+                "-p",
+                &self.pid(i).to_string(),
+                "-ex",
+                "thread apply all bt 30",
+            ])
+            .output()
+        {
+            out.push_str("--- threads ---\n");
+            out.push_str(&String::from_utf8_lossy(&o.stdout));
+        }
+        out
     }
 
     fn sigkill(&mut self, i: usize) {
@@ -564,6 +605,12 @@ impl Fleet {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        eprintln!(
+            "{} {i} (pid {}) still running {within:?} after SIGTERM\n{}",
+            self.procs[i].0,
+            self.pid(i),
+            self.diagnose(i)
+        );
         None
     }
 
@@ -586,13 +633,18 @@ impl Drop for Fleet {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Logs are kept when the test failed, to be read.
+        if !std::thread::panicking() {
+            for log in &self.logs {
+                let _ = std::fs::remove_file(log);
+            }
+        }
     }
 }
 
 const WAIT: Duration = Duration::from_secs(120);
 
 #[tokio::test]
-#[ignore = "known bug, issue 6 open: after this run one dispatcher sometimes does not exit within 15 s of SIGTERM; the delivery assertions pass. Run with --ignored."]
 async fn three_dispatchers_and_two_schedulers_deliver_every_event_once_and_fire_each_retry_once() {
     const EVENTS: usize = 300;
     let env = TestEnv::new().await;
@@ -922,6 +974,7 @@ fn start_with_ops_server(fleet: &mut Fleet, config: &hookrelay_shared::Config, r
         .expect("hookrelay starts");
     let stdout = child.stdout.take().expect("stdout");
     fleet.procs.push((role.to_owned(), child));
+    fleet.logs.push(PathBuf::new());
     let mut lines = std::io::BufReader::new(stdout).lines();
     let url = lines
         .by_ref()
