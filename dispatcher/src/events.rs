@@ -300,6 +300,7 @@ async fn store(
     // Sorted, so that two replicas locking overlapping batches can't deadlock.
     ids.sort();
     let mut tx = core.ctx.db.begin().await?;
+    hookrelay_shared::db::index_plans_only(&mut tx).await?;
     // events is partitioned, so no unique index can span the id alone; an advisory lock per id
     // makes "is it there yet? then insert" atomic across replicas.
     sqlx::query("SELECT count(pg_advisory_xact_lock(hashtextextended(id, 0))) FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)")

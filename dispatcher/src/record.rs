@@ -2,15 +2,16 @@
 //! (attempts INSERT + deliveries UPDATE), then schedules new retries in Redis.
 //!
 //! Records are never dropped: a PostgreSQL failure is retried with backoff, and the bounded
-//! channel in front of the recorder slows the senders down meanwhile. A permit or a job ack
-//! that rides on a record is only released once the record is committed.
+//! channel in front of the recorder slows the senders down meanwhile (a sender keeps its
+//! concurrency slot until its record is queued). A job ack that rides on a record is only
+//! released once the record is committed.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use hookrelay_shared::{Context, db, ids, jobs::Trigger, retry, retry_store, retry_store::RetryEntry};
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -22,8 +23,9 @@ const MAX_BATCH: usize = 500;
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
 /// Transactions the recorder runs at once.
 const WRITERS: usize = 2;
-/// Records waiting for the recorder before senders have to wait.
-pub const CHANNEL_CAPACITY: usize = 4096;
+/// Records waiting for the recorder before senders have to wait (two full batches ahead, and
+/// a bound on memory: a record carries up to 64 KiB of response body).
+pub const CHANNEL_CAPACITY: usize = 2048;
 
 /// What the attempt means for its delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,8 +84,6 @@ pub struct Record {
     pub req: AttemptRequest,
     pub out: AttemptOutcome,
     pub plan: Plan,
-    /// Released after the commit, so in-flight work is bounded until it is durable.
-    pub permit: Option<OwnedSemaphorePermit>,
     /// Told after the commit (a job is acked then).
     pub done: Option<oneshot::Sender<()>>,
 }
@@ -156,7 +156,7 @@ async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationTok
     let _ = writers.acquire_many(WRITERS as u32).await;
 }
 
-/// Writes a batch, schedules its retries, then releases its permits and acks.
+/// Writes a batch, schedules its retries, then tells the jobs waiting for it (they ack).
 async fn finish(ctx: &Context, batch: Vec<Record>, redis: &tokio::sync::Mutex<RedisSlot>) {
     let entries = write_with_retry(ctx, &batch).await;
     if !entries.is_empty() {
@@ -168,7 +168,6 @@ async fn finish(ctx: &Context, batch: Vec<Record>, redis: &tokio::sync::Mutex<Re
         if let Some(done) = r.done {
             let _ = done.send(());
         }
-        drop(r.permit);
     }
 }
 
@@ -324,6 +323,7 @@ type Updated = (Uuid, OffsetDateTime, String, Option<OffsetDateTime>, String, i3
 async fn write(pool: &PgPool, batch: &[Record]) -> sqlx::Result<(Vec<RetryEntry>, u64)> {
     let c = Columns::from(batch);
     let mut tx = pool.begin().await?;
+    db::index_plans_only(&mut tx).await?;
     sqlx::query(INSERT_ATTEMPTS)
         .bind(&c.id)
         .bind(&c.delivery_id)
