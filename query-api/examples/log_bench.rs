@@ -293,10 +293,24 @@ async fn measure(pool: &PgPool, runs: usize) -> anyhow::Result<()> {
             Some(q) => Some(resolve_q(pool, q).await?),
             None => None,
         };
-        let mut qb = build_query("EXPLAIN (ANALYZE, BUFFERS) ", &lq, q.as_ref());
-        let lines: Vec<(String,)> = qb.build_query_as().fetch_all(pool).await?;
-        for (l,) in lines {
-            println!("{l}");
+        // The plan of the try that made the page (fetch_page widens a newest-first window
+        // until the page is full).
+        let windows = lq.windows(OffsetDateTime::now_utc());
+        let tries = windows.len();
+        for (i, since) in windows.into_iter().enumerate() {
+            let step = lq.with_since(since);
+            let mut count = build_query("SELECT count(*) FROM (", &step, q.as_ref());
+            count.push(") page");
+            let rows: i64 = count.build_query_scalar().fetch_one(pool).await?;
+            if rows > step.limit || i + 1 == tries {
+                println!("try {} of {tries} (since {since:?}) made the page:\n", i + 1);
+                let mut qb = build_query("EXPLAIN (ANALYZE, BUFFERS) ", &step, q.as_ref());
+                let lines: Vec<(String,)> = qb.build_query_as().fetch_all(pool).await?;
+                for (l,) in lines {
+                    println!("{l}");
+                }
+                break;
+            }
         }
     }
     Ok(())
