@@ -95,6 +95,19 @@ async fn seed(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
             .execute(pool)
             .await?;
     }
+    // The secondary indexes are dropped while loading and built afterwards: a sorted build is
+    // far faster than millions of random insertions into 7 indexes x 30 partitions (the
+    // loading rate fell from 500,000 rows per 27 s to one per 200 s with them in place).
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'attempts' AND indexname <> 'attempts_pkey'",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (name, _) in &indexes {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))
+            .execute(pool)
+            .await?;
+    }
     let started = Instant::now();
     let mut done = have;
     while done < rows {
@@ -142,6 +155,13 @@ async fn seed(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
             "seed: {done}/{rows} attempts ({:.0} s)",
             started.elapsed().as_secs_f64()
         );
+    }
+    for (name, def) in &indexes {
+        let t = Instant::now();
+        // `ON ONLY` would build the parent's index alone, without the partitions'.
+        let def = def.replacen(" ON ONLY ", " ON ", 1);
+        sqlx::query(sqlx::AssertSqlSafe(def)).execute(pool).await?;
+        println!("seed: index {name} built in {:.0} s", t.elapsed().as_secs_f64());
     }
     sqlx::query("VACUUM ANALYZE attempts").execute(pool).await?;
     sqlx::query("ANALYZE webhooks").execute(pool).await?;
