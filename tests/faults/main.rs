@@ -55,6 +55,15 @@ fn pg_version() -> String {
 }
 
 impl Service {
+    /// Its name in `/readyz`'s `down` list.
+    fn ready_name(self) -> &'static str {
+        match self {
+            Service::RabbitMq => "rabbitmq",
+            Service::Redis => "redis",
+            Service::Postgres => "postgres",
+        }
+    }
+
     fn stop(self) {
         let ok = match self {
             Service::RabbitMq => run("rabbitmqctl", &["-q", "stop_app"]),
@@ -287,6 +296,8 @@ impl Procs {
                     .env("HOOKRELAY_REQUEST_TIMEOUT", "2s")
                     .env("HOOKRELAY_ATTEMPT_LEASE", "4s")
                     .env("RUST_LOG", "info")
+                    // Every process serves /readyz on a port of its own (printed to its log).
+                    .env("HOOKRELAY_METRICS_ADDR", "127.0.0.1:0")
                     .env_remove("HOOKRELAY_CONFIG")
                     .stdin(Stdio::null())
                     .stdout(Stdio::from(file))
@@ -311,6 +322,23 @@ impl Procs {
                 self.logs()
             );
         }
+    }
+
+    /// The base URL of process `i`'s operations server, read from its log.
+    async fn ops_url(&self, i: usize) -> String {
+        let log = &self.0[i].2;
+        for _ in 0..300 {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(url) = text.lines().find_map(|l| {
+                l.strip_prefix("hookrelay metrics: ")?
+                    .strip_suffix("/metrics")
+                    .map(str::to_owned)
+            }) {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("process {i} printed no operations address\n{}", self.logs());
     }
 
     /// The last lines each process logged.
@@ -441,6 +469,21 @@ async fn diagnose(env: &TestEnv) -> String {
     )
 }
 
+/// `GET {url}/readyz`: status and body (0 when there was no answer).
+async fn readyz(url: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    match client.get(format!("{url}/readyz")).send().await {
+        Ok(r) => {
+            let code = r.status().as_u16();
+            (code, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
 async fn succeeded(env: &TestEnv) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE state = 'succeeded'")
         .fetch_one(&env.db)
@@ -464,10 +507,45 @@ async fn survives_outage_of(service: Service) {
         .await,
         "traffic started before the outage"
     );
+    let ops: Vec<String> = {
+        let mut v = vec![];
+        for i in 0..procs.0.len() {
+            v.push(procs.ops_url(i).await);
+        }
+        v
+    };
+    for url in &ops {
+        assert_eq!(readyz(url).await.0, 200, "{url}/readyz before the outage");
+    }
+    let mut not_ready = vec![];
     {
         let _outage = Outage::begin(service);
-        tokio::time::sleep(OUTAGE).await;
+        let until = tokio::time::Instant::now() + OUTAGE;
+        // While the service is away, every process says so on /readyz, naming it.
+        for url in &ops {
+            let mut last = (0, String::new());
+            while tokio::time::Instant::now() < until {
+                last = readyz(url).await;
+                if last.0 == 503 && last.1.contains(service.ready_name()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            not_ready.push(last);
+        }
+        tokio::time::sleep_until(until).await;
         procs.assert_running();
+    }
+    for (url, (code, body)) in ops.iter().zip(&not_ready) {
+        assert!(
+            *code == 503 && body.contains(service.ready_name()),
+            "{url}/readyz during the {service:?} outage: {code} {body}"
+        );
+    }
+    // And ready again without a restart once it is back.
+    for url in &ops {
+        let back = eventually(Duration::from_secs(60), || async { readyz(url).await.0 == 200 }).await;
+        assert!(back, "{url}/readyz ready again after the {service:?} outage");
     }
     ids.extend(publish(&env, "after", N..2 * N).await);
 
