@@ -163,7 +163,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     amqp::declare_topology(&ch, &amqp::Names::new(&config.namespace))
         .await
         .context("AMQP topology")?;
-    let _ = conn.close(200, "done".into()).await;
+    amqp::close(&conn, 200, "done").await;
     Ok(())
 }
 
@@ -395,7 +395,7 @@ async fn publish(
         .await
         .context("AMQP topology")?;
     amqp::publish_event(&ch, &names, &event_type, &serde_json::to_vec(&body)?).await?;
-    let _ = conn.close(200, "done".into()).await;
+    amqp::close(&conn, 200, "done").await;
     println!("published {id} ({event_type}) to {}", names.events_exchange);
     Ok(())
 }

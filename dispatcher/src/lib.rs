@@ -190,7 +190,7 @@ impl Dispatcher {
             );
         }
         if let Some(conn) = connection {
-            let _ = conn.close(200, "shutdown".into()).await;
+            amqp::close(&conn, 200, "shutdown").await;
         }
         let _ = fresh.await;
         tracing::info!("dispatcher stopped");
@@ -222,7 +222,7 @@ async fn session(
     match result {
         Ok(_) => Ok(conn),
         Err(e) => {
-            let _ = conn.close(320, "reconnecting".into()).await;
+            amqp::close(&conn, 320, "reconnecting").await;
             Err(e)
         }
     }

@@ -39,7 +39,7 @@ impl Publisher {
             return Ok(ch.clone());
         }
         if let Some((conn, _)) = current.take() {
-            let _ = conn.close(200, "reconnecting".into()).await;
+            amqp::close(&conn, 200, "reconnecting").await;
         }
         let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
             let conn = amqp::connect(&self.url, "api").await?;
@@ -62,7 +62,7 @@ impl Publisher {
     /// Forgets the channel after a publish failed, so the next call reconnects.
     pub async fn reset(&self) {
         if let Some((conn, _)) = self.current.lock().await.take() {
-            let _ = conn.close(200, "reset after error".into()).await;
+            amqp::close(&conn, 200, "reset after error").await;
         }
     }
 

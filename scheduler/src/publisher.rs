@@ -44,7 +44,7 @@ impl Publisher {
     /// Drops the connection (after an error), so the next [`Publisher::channel`] reconnects.
     pub async fn reset(&mut self) {
         if let Some((conn, _)) = self.conn.take() {
-            let _ = conn.close(200, "reconnecting".into()).await;
+            amqp::close(&conn, 200, "reconnecting").await;
         }
     }
 }

@@ -36,6 +36,24 @@ impl Names {
     }
 }
 
+/// How long closing a connection may take. lapin's `close` waits for the broker's close-ok and
+/// never returns when the connection has already failed: a dispatcher hung for good after
+/// SIGTERM that way (its log ended at "Connection error ... Closing (channel.close)"). Past
+/// this, the connection is dropped instead, which closes the socket.
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes `conn` with `code` and `reason`, giving up after [`CLOSE_TIMEOUT`].
+pub async fn close(conn: &Connection, code: u16, reason: &str) {
+    match tokio::time::timeout(CLOSE_TIMEOUT, conn.close(code, reason.into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "closing the AMQP connection failed"),
+        Err(_) => tracing::warn!(
+            timeout_ms = CLOSE_TIMEOUT.as_millis() as u64,
+            "closing the AMQP connection timed out; dropping it"
+        ),
+    }
+}
+
 /// Header naming why a message was dead-lettered.
 pub const ERROR_HEADER: &str = "x-hookrelay-error";
 

@@ -42,7 +42,7 @@ pub async fn check(ctx: &Context) -> Readiness {
     let amqp = within(async {
         match crate::amqp::connect(&ctx.config.amqp_url, "readyz").await {
             Ok(conn) => {
-                let _ = conn.close(200, "probe".into()).await;
+                crate::amqp::close(&conn, 200, "probe").await;
                 true
             }
             Err(_) => false,

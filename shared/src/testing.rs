@@ -66,7 +66,7 @@ impl TestEnv {
             .expect("RabbitMQ is up");
         let ch = conn.create_channel().await.expect("channel");
         amqp::declare_topology(&ch, &names).await.expect("topology");
-        let _ = conn.close(200, "ok".into()).await;
+        amqp::close(&conn, 200, "ok").await;
         Self {
             config,
             db,

@@ -283,8 +283,23 @@ async fn main() -> anyhow::Result<()> {
     for c in &mut children {
         let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
     }
+    // The shutdown grace is 30 s by default; a dispatcher still running well after it is a bug
+    // worth failing the run for.
+    let mut hung = vec![];
     for c in &mut children {
-        let _ = c.wait();
+        let deadline = Instant::now() + Duration::from_secs(45);
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    hung.push(c.id());
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     // The steady rate: between 10 % and 90 % of the deliveries persisted.
@@ -342,7 +357,10 @@ async fn main() -> anyhow::Result<()> {
             let _ = admin.execute(sqlx::AssertSqlSafe(sql)).await;
         }
     }
-    let _ = conn.close(200, "done".into()).await;
+    amqp::close(&conn, 200, "done").await;
+    if !hung.is_empty() {
+        bail!("dispatcher(s) {hung:?} did not exit within 45 s of SIGTERM (killed)");
+    }
     if persisted < expected {
         bail!(
             "only {persisted} of {expected} deliveries were persisted within {} s",
