@@ -7,11 +7,14 @@
 //! service back, on failure and on panic too.
 
 use std::{
-    collections::HashMap,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
     time::Duration,
 };
+
+#[path = "../common/receiver.rs"]
+mod receiver;
+
+use receiver::{Seen, start_receiver};
 
 use hookrelay_shared::{
     Config,
@@ -213,66 +216,6 @@ impl Drop for Outage {
     }
 }
 
-/// What the receiver saw: event id and attempt per request on `/ok` and `/flaky`.
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, String, u32)>>>);
-
-impl Seen {
-    fn ids(&self, path: &str) -> HashMap<String, usize> {
-        let mut out = HashMap::new();
-        for (p, id, _) in self.0.lock().map(|v| v.clone()).unwrap_or_default() {
-            if p == path {
-                *out.entry(id).or_insert(0) += 1;
-            }
-        }
-        out
-    }
-}
-
-/// `/ok` → 200; `/flaky` → 500 on attempt 1, then 200 (so retries cross the outage).
-async fn start_receiver() -> (String, Seen) {
-    let seen = Seen::default();
-    let s = seen.clone();
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
-        let s = s.clone();
-        async move {
-            let h = |n: &str| {
-                headers
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let attempt: u32 = h("x-webhook-attempt").parse().unwrap_or(0);
-            if let Ok(mut v) = s.0.lock() {
-                v.push((uri.path().to_owned(), h("webhook-id"), attempt));
-            }
-            if uri.path() == "/flaky" && attempt <= 1 {
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                axum::http::StatusCode::OK
-            }
-        }
-    });
-    // The receiver gets a thread and runtime of its own: stopping and starting a service
-    // blocks the test's thread for seconds, and a receiver frozen meanwhile would turn
-    // attempts into timeouts (and exhaust their deliveries) for a reason of the test's own.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("receiver runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("receiver listener");
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    (format!("http://{addr}"), seen)
-}
-
 /// Processes SIGKILLed when dropped; each logs to its own file (kept when the test fails).
 struct Procs(Vec<(&'static str, Child, std::path::PathBuf)>);
 
@@ -382,7 +325,7 @@ impl Drop for Procs {
 
 async fn setup() -> (TestEnv, String, Seen) {
     let env = TestEnv::new().await;
-    let (base, seen) = start_receiver().await;
+    let (base, seen) = start_receiver();
     for path in ["ok", "flaky"] {
         webhooks::create(
             &env.db,
@@ -502,7 +445,7 @@ async fn survives_outage_of(service: Service) {
     let mut ids = publish(&env, "before", 0..N).await;
     assert!(
         eventually(Duration::from_secs(60), || async {
-            seen.ids("/ok").len() >= N / 2
+            seen.per_event("/ok", None).len() >= N / 2
         })
         .await,
         "traffic started before the outage"
@@ -554,7 +497,7 @@ async fn survives_outage_of(service: Service) {
     })
     .await;
     procs.assert_running();
-    let (ok, flaky) = (seen.ids("/ok"), seen.ids("/flaky"));
+    let (ok, flaky) = (seen.per_event("/ok", None), seen.per_event("/flaky", None));
     let missing: Vec<&String> = ids
         .iter()
         .filter(|id| !ok.contains_key(*id) || flaky.get(*id).copied().unwrap_or(0) < 2)

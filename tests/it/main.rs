@@ -5,5 +5,7 @@ mod api;
 mod browser;
 mod ops;
 mod pipeline;
+#[path = "../common/receiver.rs"]
+mod receiver;
 mod scheduler;
 mod support;

@@ -3,10 +3,9 @@
 //! answers on the real services, and several processes share one namespace without losing work.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::BTreeSet,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -21,7 +20,7 @@ use serde::Deserialize;
 use serde_norway::Value as Yaml;
 use tokio_util::sync::CancellationToken;
 
-use crate::support;
+use crate::{receiver::start_receiver, support};
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
@@ -387,69 +386,6 @@ async fn the_operations_server_is_ready_when_every_service_is_up() {
 // Several real processes on one namespace.
 // ---------------------------------------------------------------------------------------
 
-/// What the test receiver saw: one `(path, webhook-id, attempt)` per request.
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, String, u32)>>>);
-
-impl Seen {
-    fn all(&self) -> Vec<(String, String, u32)> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-
-    /// How many times each event id reached `path` with `attempt` (any attempt when None).
-    fn per_event(&self, path: &str, attempt: Option<u32>) -> HashMap<String, usize> {
-        let mut out = HashMap::new();
-        for (p, id, a) in self.all() {
-            if p == path && attempt.is_none_or(|want| want == a) {
-                *out.entry(id).or_insert(0) += 1;
-            }
-        }
-        out
-    }
-}
-
-/// A receiver whose answer depends on the path and the `x-webhook-attempt` header:
-/// `/ok` → 200; `/flaky` → 500 on attempt 1, then 200; `/fail` → 500; `/slow` → 200 after
-/// 1.5 s. (The shared `Receiver` answers by request index, which is not per event.)
-async fn start_receiver() -> (String, Seen) {
-    let seen = Seen::default();
-    let s = seen.clone();
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
-        let s = s.clone();
-        async move {
-            let header = |name: &str| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let attempt: u32 = header("x-webhook-attempt").parse().unwrap_or(0);
-            let path = uri.path().to_owned();
-            if let Ok(mut v) = s.0.lock() {
-                v.push((path.clone(), header("webhook-id"), attempt));
-            }
-            match path.as_str() {
-                "/flaky" if attempt <= 1 => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "/fail" => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "/slow" => {
-                    tokio::time::sleep(Duration::from_millis(1500)).await;
-                    axum::http::StatusCode::OK
-                }
-                _ => axum::http::StatusCode::OK,
-            }
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind receiver");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), seen)
-}
-
 async fn webhook(env: &TestEnv, name: &str, url: String) {
     webhooks::create(
         &env.db,
@@ -648,7 +584,7 @@ const WAIT: Duration = Duration::from_secs(120);
 async fn three_dispatchers_and_two_schedulers_deliver_every_event_once_and_fire_each_retry_once() {
     const EVENTS: usize = 300;
     let env = TestEnv::new().await;
-    let (base, seen) = start_receiver().await;
+    let (base, seen) = start_receiver();
     webhook(&env, "ok", format!("{base}/ok")).await;
     webhook(&env, "flaky", format!("{base}/flaky")).await;
     let mut fleet = Fleet::new(&[("HOOKRELAY_RETRY_SCHEDULE", "1s")]);
@@ -700,7 +636,7 @@ async fn three_dispatchers_and_two_schedulers_deliver_every_event_once_and_fire_
 async fn killing_a_dispatcher_and_a_scheduler_with_sigkill_loses_nothing() {
     const EVENTS: usize = 600;
     let env = TestEnv::new().await;
-    let (base, seen) = start_receiver().await;
+    let (base, seen) = start_receiver();
     webhook(&env, "ok", format!("{base}/ok")).await;
     webhook(&env, "flaky", format!("{base}/flaky")).await;
     let mut fleet = Fleet::new(&[("HOOKRELAY_RETRY_SCHEDULE", "1s")]);
@@ -764,7 +700,7 @@ async fn killing_a_dispatcher_and_a_scheduler_with_sigkill_loses_nothing() {
 async fn a_dispatcher_stopped_by_sigterm_under_load_exits_0_within_the_grace_and_loses_nothing() {
     const EVENTS: usize = 200;
     let env = TestEnv::new().await;
-    let (base, seen) = start_receiver().await;
+    let (base, seen) = start_receiver();
     webhook(&env, "slow", format!("{base}/slow")).await;
     // 20 slots against 200 slow requests: at SIGTERM some attempts are in flight (to finish)
     // and most events are not started yet (to hand back).
@@ -853,7 +789,7 @@ async fn after_a_known_scenario_the_metrics_have_exactly_the_expected_values() {
         ]));
     })
     .await;
-    let (base, _seen) = start_receiver().await;
+    let (base, _seen) = start_receiver();
     webhook(&env, "ok", format!("{base}/ok")).await;
     webhook(&env, "fail", format!("{base}/fail")).await;
     let stop = CancellationToken::new();
@@ -993,7 +929,7 @@ fn start_with_ops_server(fleet: &mut Fleet, config: &hookrelay_shared::Config, r
 #[tokio::test]
 async fn a_dispatcher_and_a_scheduler_running_alone_serve_metrics_and_probes_on_hookrelay_metrics_addr() {
     let env = TestEnv::new().await;
-    let (base, _seen) = start_receiver().await;
+    let (base, _seen) = start_receiver();
     webhook(&env, "ok", format!("{base}/ok")).await;
     let mut fleet = Fleet::new(&[]);
     let dispatcher = start_with_ops_server(&mut fleet, &env.config, "dispatcher");
