@@ -346,6 +346,8 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
                 enabled: !disabled,
                 retry_policy: None,
                 secret: None,
+                max_in_flight: None,
+                rate_limit: None,
             };
             new.validate(config.allow_private_targets).map_err(|e| {
                 anyhow::anyhow!(

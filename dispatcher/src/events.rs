@@ -1,13 +1,10 @@
-//! The events path: take a batch off `{ns}.events`, dead-letter what is not an event, store
-//! the new events and their deliveries in one transaction, ack, and send the first attempts.
+//! Intake: take batches off `{ns}.events`, dead-letter what is not an event, store the new
+//! events and their deliveries (one transaction a batch, [`PIPELINE`] batches at once), hand
+//! the first attempts to the sending stage, and ack. Never waits on an endpoint.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use futures::{StreamExt, stream::FuturesOrdered};
 use hookrelay_shared::{
     amqp,
     event::{Event, EventError, parse_event},
@@ -25,12 +22,15 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{Core, record::is_missing_partition, send::AttemptRequest};
+use crate::{Core, lanes::Attempt, record::is_missing_partition, send::AttemptRequest};
 
 /// Most messages handled in one transaction.
 pub const MAX_BATCH: usize = 200;
 /// How long a batch waits for more messages after its first one.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(5);
+/// Batches being stored at once: while one commits (waiting on the WAL flush), the next are
+/// already being written. They are acked in the order they were taken.
+pub const PIPELINE: usize = 4;
 
 /// Consumes `{ns}.events` until `shutdown`; an error means the channel or connection failed.
 pub async fn consume(
@@ -39,9 +39,8 @@ pub async fn consume(
     dead_channel: Channel,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Prefetch bounds the messages held unacked by this consumer. It must exceed MAX_BATCH so
-    // the next batch is already here while one is being written, yet stay small enough that a
-    // crashed replica's share is redelivered quickly (default 500).
+    // Prefetch bounds the messages held unacked by this consumer (default 500): the batches
+    // in flight share it, and a crashed replica's share is redelivered quickly.
     channel
         .basic_qos(core.ctx.config.prefetch, BasicQosOptions::default())
         .await?;
@@ -54,29 +53,64 @@ pub async fn consume(
         )
         .await?;
     tracing::info!(queue = %core.names.events_queue, "consuming events");
-    loop {
-        let first = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            next = consumer.next() => next,
-        };
-        let mut batch = match first {
-            Some(Ok(d)) => vec![d],
-            Some(Err(e)) => return Err(e.into()),
-            None => anyhow::bail!("the events consumer was cancelled by the broker"),
-        };
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
-        while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, consumer.next()).await {
-                Ok(Some(Ok(d))) => batch.push(d),
-                Ok(Some(Err(e))) => return Err(e.into()),
-                Ok(None) | Err(_) => break,
+    let mut stored = FuturesOrdered::new();
+    let result = loop {
+        tokio::select! {
+            biased;
+            Some(done) = stored.next(), if !stored.is_empty() => {
+                if let Err(e) = ack(&core, done).await {
+                    break Err(e);
+                }
+            }
+            _ = shutdown.cancelled() => break Ok(()),
+            first = consumer.next(), if stored.len() < PIPELINE => {
+                let mut batch = match first {
+                    Some(Ok(d)) => vec![d],
+                    Some(Err(e)) => break Err(e.into()),
+                    None => break Err(anyhow::anyhow!("the events consumer was cancelled by the broker")),
+                };
+                let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+                let mut failed = None;
+                while batch.len() < MAX_BATCH {
+                    match tokio::time::timeout_at(deadline, consumer.next()).await {
+                        Ok(Some(Ok(d))) => batch.push(d),
+                        Ok(Some(Err(e))) => {
+                            failed = Some(e);
+                            break;
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                stored.push_back(handle_batch(core.clone(), batch, dead_channel.clone(), shutdown.clone()));
+                if let Some(e) = failed {
+                    break Err(e.into());
+                }
             }
         }
-        handle_batch(&core, batch, &dead_channel, &shutdown).await?;
+    };
+    // What is being stored still gets acked (it would only be redelivered as duplicates).
+    while let Some(done) = stored.next().await {
+        if ack(&core, done).await.is_err() {
+            break;
+        }
     }
     let _ = channel
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
         .await;
+    result
+}
+
+/// Acks a stored batch: everything up to its last message (earlier batches are acked already,
+/// since they complete in order).
+async fn ack(core: &Core, done: anyhow::Result<Option<Delivery>>) -> anyhow::Result<()> {
+    if let Some(last) = done? {
+        last.acker
+            .ack(BasicAckOptions { multiple: true })
+            .await
+            .inspect_err(|_| {
+                core.ctx.metrics.amqp_errors.get_or_create(&[("op", "ack")]).inc();
+            })?;
+    }
     Ok(())
 }
 
@@ -87,12 +121,14 @@ struct Accepted {
     delivery_ids: Vec<Uuid>,
 }
 
+/// Validates, dead-letters and stores one batch, hands its first attempts to the sending
+/// stage, and returns its last message for the ack.
 async fn handle_batch(
-    core: &Arc<Core>,
-    batch: Vec<Delivery>,
-    dead_channel: &Channel,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+    core: Arc<Core>,
+    mut batch: Vec<Delivery>,
+    dead_channel: Channel,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<Delivery>> {
     let received_at = now_micros();
     let metrics = &core.ctx.metrics;
     let mut accepted: Vec<Accepted> = Vec::new();
@@ -115,33 +151,11 @@ async fn handle_batch(
                     delivery_ids,
                 });
             }
-            Err(err) => dead_letter(core, d, &err, dead_channel).await?,
+            Err(err) => dead_letter(&core, d, &err, &dead_channel).await?,
         }
     }
-    // Permits are taken before the deliveries are written, so a created delivery's first
-    // attempt starts at once and its lease can't run out while it waits for a slot.
-    let wanted: usize = accepted.iter().map(|a| a.targets.len()).sum();
-    // At most half the limit up front: waiting for the whole limit would mean waiting until
-    // every attempt of the previous batch is recorded, serialising batches. Attempts beyond
-    // take their permit on their own task (their lease is far longer than that wait).
-    let up_front = wanted.min((core.ctx.config.dispatch_concurrency / 2).max(1));
-    let mut permits = if up_front > 0 {
-        tokio::select! {
-            biased;
-            // Nothing of this batch is stored or acked: it goes back to RabbitMQ on close.
-            _ = shutdown.cancelled() => anyhow::bail!("shutting down while waiting for a free slot"),
-            p = core.permits.clone().acquire_many_owned(up_front as u32) => Some(p?),
-        }
-    } else {
-        None
-    };
-
-    let duplicates = store_with_retry(core, &accepted, received_at, shutdown).await?;
-    let body_of: HashMap<&str, Arc<str>> = accepted
-        .iter()
-        .map(|a| (a.event.id.as_str(), Arc::from(a.event.body.as_str())))
-        .collect();
-    for a in &accepted {
+    let duplicates = store_with_retry(&core, &accepted, received_at, &shutdown).await?;
+    for a in accepted {
         if duplicates.contains(&a.event.id) {
             metrics
                 .events_consumed
@@ -154,10 +168,7 @@ async fn handle_batch(
             .get_or_create(&[("outcome", "accepted")])
             .inc();
         metrics.deliveries_created.inc_by(a.targets.len() as u64);
-        let body = body_of
-            .get(a.event.id.as_str())
-            .cloned()
-            .unwrap_or_else(|| Arc::from(""));
+        let body: Arc<str> = Arc::from(a.event.body.as_str());
         for (target, delivery_id) in a.targets.iter().zip(&a.delivery_ids) {
             let req = AttemptRequest {
                 delivery_id: *delivery_id,
@@ -170,22 +181,11 @@ async fn handle_batch(
                 trigger: Trigger::Initial,
                 delivery_created_at: received_at,
             };
-            // Beyond the up-front permits (a batch needing more than the whole limit), the
-            // attempt's task waits for its own permit.
-            let permit = permits.as_mut().and_then(|p| p.split(1));
-            core.spawn_attempt(req, permit, None);
+            core.submit(Attempt::new(req, None));
         }
     }
-    // Everything in the batch is now durable (stored or dead-lettered): ack it in one go.
-    if let Some(last) = batch.last() {
-        last.acker
-            .ack(BasicAckOptions { multiple: true })
-            .await
-            .inspect_err(|_| {
-                metrics.amqp_errors.get_or_create(&[("op", "ack")]).inc();
-            })?;
-    }
-    Ok(())
+    // Everything in the batch is now durable (stored or dead-lettered).
+    Ok(batch.pop())
 }
 
 fn now_micros() -> OffsetDateTime {

@@ -14,16 +14,16 @@ use lapin::{
     types::FieldTable,
 };
 use time::OffsetDateTime;
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{Core, send::AttemptRequest};
+use crate::{Core, lanes::Attempt, send::AttemptRequest};
 
 /// Consumes `{ns}.deliveries` until `shutdown`; an error means the channel or connection failed.
 pub async fn consume(core: Arc<Core>, channel: Channel, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // Jobs are single attempts, each holding a concurrency permit while it runs; the prefetch
-    // only keeps the next few ready, and unacked jobs of a crashed replica go back at once.
+    // Jobs are single attempts; the prefetch bounds how many this replica holds unacked, and
+    // the unacked jobs of a crashed replica go back at once.
     channel
         .basic_qos(core.ctx.config.prefetch, BasicQosOptions::default())
         .await?;
@@ -46,13 +46,10 @@ pub async fn consume(core: Arc<Core>, channel: Channel, shutdown: CancellationTo
             Some(Err(e)) => return Err(e.into()),
             None => anyhow::bail!("the delivery jobs consumer was cancelled by the broker"),
         };
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = core.permits.clone().acquire_owned() => p?,
-        };
+        // No slot is taken here: the job's attempt goes through its webhook's lane like any
+        // other (started, briefly queued or deferred), and the prefetch bounds the jobs held.
         let c = core.clone();
-        core.tasks
-            .spawn(async move { handle(&c, delivery, permit).await });
+        core.tasks.spawn(async move { handle(&c, delivery).await });
     }
     let _ = channel
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
@@ -67,18 +64,20 @@ struct Claimed {
     event_type: String,
     created_at: OffsetDateTime,
     attempt: i32,
+    /// Deferred to a rate-limit slot that it holds now.
+    slot_reserved: bool,
 }
 
 /// What became of a job.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Sent and recorded.
+    /// Sent and recorded, or deferred and the deferral recorded.
     Done,
     /// Nothing to send (stale job, deleted webhook, ...).
     Skipped(&'static str),
 }
 
-async fn handle(core: &Arc<Core>, delivery: Delivery, permit: OwnedSemaphorePermit) {
+async fn handle(core: &Arc<Core>, delivery: Delivery) {
     let job: DeliveryJob = match serde_json::from_slice(&delivery.data) {
         Ok(j) => j,
         Err(e) => {
@@ -88,7 +87,7 @@ async fn handle(core: &Arc<Core>, delivery: Delivery, permit: OwnedSemaphorePerm
             return;
         }
     };
-    match run_job(core, &job, permit).await {
+    match run_job(core, &job).await {
         Ok(Outcome::Done) => ack(core, &delivery).await,
         Ok(Outcome::Skipped(why)) => {
             tracing::debug!(delivery_id = %job.delivery_id, attempt = job.attempt, why, "job skipped");
@@ -116,14 +115,11 @@ async fn ack(core: &Core, delivery: &Delivery) {
     }
 }
 
-/// Claims (or, for a manual job, looks up) the delivery, makes the attempt and waits until it
-/// is recorded. Public so tests can step one job without a queue.
+/// Claims (or, for a manual job, looks up) the delivery, hands the attempt to the sending
+/// stage and waits until it (or its deferral) is recorded. Public so tests can step one job
+/// without a queue.
 #[tracing::instrument(skip_all, fields(delivery_id = %job.delivery_id, trigger = job.trigger.as_str()))]
-pub async fn run_job(
-    core: &Arc<Core>,
-    job: &DeliveryJob,
-    permit: OwnedSemaphorePermit,
-) -> anyhow::Result<Outcome> {
+pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outcome> {
     let claimed = match job.trigger {
         Trigger::Manual => manual(core, job).await?,
         Trigger::Initial | Trigger::Automatic => claim(core, job).await?,
@@ -138,7 +134,7 @@ pub async fn run_job(
             .fetch_optional(&core.ctx.db)
             .await?;
     let Some(body) = body else {
-        fail_delivery(core, job).await?;
+        fail_delivery(core, job, "the event is gone (past retention)").await?;
         return Ok(Outcome::Skipped("the event is gone"));
     };
     let target = match core.cache.get(claimed.webhook_id) {
@@ -148,11 +144,20 @@ pub async fn run_job(
             .map(Arc::new),
     };
     let Some(target) = target else {
-        fail_delivery(core, job).await?;
+        fail_delivery(core, job, "the webhook was deleted").await?;
         return Ok(Outcome::Skipped("the webhook was deleted"));
     };
-    if !target.webhook.enabled && job.trigger != Trigger::Manual {
-        fail_delivery(core, job).await?;
+    // A disabled webhook gets nothing, not even a manual retry queued before it was disabled.
+    if !target.webhook.enabled && job.trigger == Trigger::Manual {
+        return Ok(Outcome::Skipped("the webhook is disabled"));
+    }
+    if !target.webhook.enabled {
+        let why = match target.webhook.disabled_reason.as_deref() {
+            Some("gone") => "webhook disabled: the endpoint answered 410 Gone",
+            Some("failing") => "webhook disabled: every attempt failed for HOOKRELAY_DISABLE_AFTER",
+            _ => "webhook disabled",
+        };
+        fail_delivery(core, job, why).await?;
         return Ok(Outcome::Skipped("the webhook is disabled"));
     }
     let req = AttemptRequest {
@@ -167,15 +172,17 @@ pub async fn run_job(
         delivery_created_at: claimed.created_at,
     };
     let (done_tx, done_rx) = oneshot::channel();
-    core.attempt(req, Some(permit), Some(done_tx)).await;
-    // Acked only once the attempt is committed.
+    let mut attempt = Attempt::new(req, Some(done_tx));
+    attempt.slot_reserved = claimed.slot_reserved;
+    core.submit(attempt);
+    // Acked only once the attempt (or its deferral) is committed.
     done_rx
         .await
-        .map_err(|_| anyhow::anyhow!("the recorder stopped before the attempt was recorded"))?;
+        .map_err(|_| anyhow::anyhow!("shutting down before the attempt was recorded"))?;
     Ok(Outcome::Done)
 }
 
-type ClaimRow = (String, Uuid, String, OffsetDateTime);
+type ClaimRow = (String, Uuid, String, OffsetDateTime, Option<String>);
 
 /// Takes the delivery for this attempt, extending its lease; `None` for a stale or duplicate job.
 async fn claim(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> {
@@ -183,7 +190,7 @@ async fn claim(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> 
         "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
          WHERE id = $1 AND event_received_at = $2 AND state IN ('pending', 'retrying')
            AND attempt_count = $4 - 1 AND next_attempt_at <= now() + interval '5 seconds'
-         RETURNING event_id, webhook_id, event_type, created_at",
+         RETURNING event_id, webhook_id, event_type, created_at, deferred_reason",
     )
     .bind(job.delivery_id)
     .bind(job.event_received_at)
@@ -191,13 +198,16 @@ async fn claim(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> 
     .bind(job.attempt)
     .fetch_optional(&core.ctx.db)
     .await?;
-    Ok(row.map(|(event_id, webhook_id, event_type, created_at)| Claimed {
-        event_id,
-        webhook_id,
-        event_type,
-        created_at,
-        attempt: job.attempt,
-    }))
+    Ok(row.map(
+        |(event_id, webhook_id, event_type, created_at, deferred)| Claimed {
+            event_id,
+            webhook_id,
+            event_type,
+            created_at,
+            attempt: job.attempt,
+            slot_reserved: deferred.as_deref() == Some("rate_limit"),
+        },
+    ))
 }
 
 /// A manual retry is sent whatever the delivery's state, as the next attempt number.
@@ -217,18 +227,20 @@ async fn manual(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>>
             event_type,
             created_at,
             attempt: count + 1,
+            slot_reserved: false,
         }),
     )
 }
 
 /// Ends a delivery that can't be attempted any more (no request is made).
-async fn fail_delivery(core: &Core, job: &DeliveryJob) -> sqlx::Result<()> {
+async fn fail_delivery(core: &Core, job: &DeliveryJob, why: &str) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, updated_at = now()
+        "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, error = $3, updated_at = now()
          WHERE id = $1 AND event_received_at = $2 AND state IN ('pending', 'retrying')",
     )
     .bind(job.delivery_id)
     .bind(job.event_received_at)
+    .bind(why)
     .execute(&core.ctx.db)
     .await?;
     Ok(())

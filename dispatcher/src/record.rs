@@ -59,6 +59,10 @@ impl Plan {
         if req.trigger == Trigger::Manual {
             return Plan::ManualFailed;
         }
+        // 410 Gone: the endpoint says it will never take them; its webhook is disabled.
+        if out.response_code == Some(410) {
+            return Plan::Exhausted;
+        }
         let default = ctx.config.retry_policy();
         let policy = match &req.target.webhook.retry_policy {
             Some(spec) => spec.resolve(&default),
@@ -310,6 +314,7 @@ UPDATE deliveries d SET
         ELSE NULL END,
     attempt_count = GREATEST(d.attempt_count, u.attempt),
     last_attempt_at = GREATEST(d.last_attempt_at, u.at),
+    deferred_reason = NULL,
     updated_at = now()
 FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::timestamptz[], $5::int4[], $6::timestamptz[])
     AS u(id, rat, mode, next_at, attempt, at)

@@ -57,6 +57,14 @@ impl TargetCache {
             .collect()
     }
 
+    /// Drops one webhook from the cache at once (it was disabled; the NOTIFY reload follows).
+    pub fn remove(&self, id: uuid::Uuid) {
+        if let Ok(mut guard) = self.inner.write() {
+            let kept: Vec<Arc<Target>> = guard.iter().filter(|t| t.webhook.id != id).cloned().collect();
+            *guard = Arc::new(kept);
+        }
+    }
+
     /// One enabled webhook, if it is in the cache.
     pub fn get(&self, id: uuid::Uuid) -> Option<Arc<Target>> {
         self.snapshot().iter().find(|t| t.webhook.id == id).cloned()

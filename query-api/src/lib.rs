@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod deliveries;
 pub mod error;
 pub mod extract;
+pub mod health;
 pub mod ops;
 pub mod publisher;
 pub mod retries;

@@ -11,7 +11,7 @@ use sqlx::{
 use hookrelay_shared::{Context, amqp::Names};
 use tokio_util::task::TaskTracker;
 
-use crate::publisher::Publisher;
+use crate::{health::HealthReader, publisher::Publisher};
 
 /// Shared state of the router (cheap to clone).
 #[derive(Clone)]
@@ -24,6 +24,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// A request taking longer than this gets a 503 problem.
     pub request_timeout: Duration,
+    /// Reads webhooks' circuit health from Redis.
+    pub health: Arc<HealthReader>,
 }
 
 impl AppState {
@@ -32,7 +34,9 @@ impl AppState {
         let names = Names::new(&ctx.config.namespace);
         let publisher = Arc::new(Publisher::new(ctx.config.amqp_url.clone(), names));
         let log_db = log_pool(&ctx.config.database_url).unwrap_or_else(|| ctx.db.clone());
+        let health = Arc::new(HealthReader::new(&ctx.config.redis_url, &ctx.config.namespace));
         Self {
+            health,
             ctx,
             log_db,
             publisher,

@@ -32,6 +32,18 @@ pub struct WebhookOut {
     /// The webhook's own retry policy (`schedule`, or `max_retries`/`window`), if any.
     #[schema(value_type = Option<Object>)]
     pub retry_policy: Option<serde_json::Value>,
+    /// Requests in flight to this webhook at once, per dispatcher (1-1024, default 32).
+    pub max_in_flight: u32,
+    /// Requests per second across all dispatchers; null = no limit.
+    pub rate_limit: Option<f64>,
+    /// Why it is disabled: `manual`, `failing` (every attempt failed for
+    /// `HOOKRELAY_DISABLE_AFTER`) or `gone` (the endpoint answered 410); null while enabled.
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<String>,
+    /// The circuit breaker shared by the dispatchers (on `GET /api/v1/webhooks/{id}`; null
+    /// when Redis can't be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthOut>,
     pub created_at: String,
     pub updated_at: String,
     /// `whsec_...`: only in the answers to create and rotate-secret.
@@ -48,9 +60,35 @@ impl WebhookOut {
             event_types: w.event_types,
             enabled: w.enabled,
             retry_policy: w.retry_policy.and_then(|p| serde_json::to_value(p).ok()),
+            max_in_flight: w.max_in_flight,
+            rate_limit: w.rate_limit,
+            disabled_reason: w.disabled_reason,
+            disabled_at: w.disabled_at.map(rfc3339),
+            health: None,
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
             secret: secret.map(Secret::expose),
+        }
+    }
+}
+
+/// A webhook's circuit breaker, shared by every dispatcher.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthOut {
+    /// `closed`, `open` or `half_open`.
+    pub circuit: String,
+    pub consecutive_failures: u32,
+    pub open_until: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl From<hookrelay_shared::circuit::Health> for HealthOut {
+    fn from(h: hookrelay_shared::circuit::Health) -> Self {
+        Self {
+            circuit: h.circuit,
+            consecutive_failures: h.consecutive_failures,
+            open_until: h.open_until.map(rfc3339),
+            last_error: h.last_error,
         }
     }
 }
@@ -69,6 +107,10 @@ pub struct WebhookCreate {
     retry_policy: Option<serde_json::Value>,
     /// A secret of your own (`whsec_` + base64 of at least 24 bytes); generated when absent.
     secret: Option<String>,
+    /// 1-1024, default 32: requests in flight at once, per dispatcher.
+    max_in_flight: Option<u32>,
+    /// Requests per second across all dispatchers (0.01-100000); absent or null = no limit.
+    rate_limit: Option<f64>,
 }
 
 /// The body of `PATCH /api/v1/webhooks/{id}`: absent fields stay as they are.
@@ -78,10 +120,14 @@ pub struct WebhookUpdate {
     name: Option<String>,
     url: Option<String>,
     event_types: Option<Vec<String>>,
+    /// Re-enabling clears `disabled_reason`; disabling sets it to `manual`.
     enabled: Option<bool>,
     /// `null` removes the webhook's own policy.
     #[schema(value_type = Option<Object>)]
     retry_policy: Option<serde_json::Value>,
+    max_in_flight: Option<u32>,
+    /// `null` removes the limit.
+    rate_limit: Option<f64>,
 }
 
 /// A page of webhooks, oldest first.
@@ -207,7 +253,9 @@ pub async fn get(
     let w = webhooks::get(&state.ctx.db, id)
         .await?
         .ok_or_else(|| not_found(id))?;
-    Ok(Json(WebhookOut::new(w, None)))
+    let mut out = WebhookOut::new(w, None);
+    out.health = state.health.read(id).await.map(HealthOut::from);
+    Ok(Json(out))
 }
 
 /// Changes the given fields; the dispatchers pick the change up at once.

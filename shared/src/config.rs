@@ -10,7 +10,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    duration::{DurationList, HumanDuration},
+    duration::{DurationList, HumanDuration, OrOff},
     retry::RetryPolicy,
 };
 
@@ -51,6 +51,14 @@ pub struct Config {
     pub request_timeout: HumanDuration,
     /// How long an attempt in flight may stay unrecorded before the scheduler re-fires it.
     pub attempt_lease: HumanDuration,
+    /// A webhook whose attempts all failed for this long is disabled (`off`: never).
+    pub disable_after: OrOff,
+    /// Consecutive failures (timeouts, connection errors, 5xx) that open a webhook's circuit.
+    pub circuit_failures: u32,
+    /// The first cool-down of an open circuit; it doubles at each failed probe.
+    pub circuit_cooldown: HumanDuration,
+    /// The longest cool-down.
+    pub circuit_max_cooldown: HumanDuration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +89,10 @@ impl Default for Config {
             prefetch: 500,
             request_timeout: HumanDuration::secs(10),
             attempt_lease: HumanDuration::secs(120),
+            disable_after: OrOff(Some(Duration::from_secs(5 * 86_400))),
+            circuit_failures: 5,
+            circuit_cooldown: HumanDuration::secs(30),
+            circuit_max_cooldown: HumanDuration::secs(600),
         }
     }
 }
@@ -170,6 +182,25 @@ impl Config {
         }
         if self.retention.0 < Duration::from_secs(86_400) {
             return bad("RETENTION", "must be at least 1d (partitions are daily)".into());
+        }
+        if self.circuit_failures == 0 {
+            return bad("CIRCUIT_FAILURES", "must be greater than 0".into());
+        }
+        if self.circuit_cooldown.0 < Duration::from_millis(100)
+            || self.circuit_max_cooldown.0 < self.circuit_cooldown.0
+            || self.circuit_max_cooldown.0 > Duration::from_secs(86_400)
+        {
+            return bad(
+                "CIRCUIT_COOLDOWN",
+                "must be at least 100ms, and HOOKRELAY_CIRCUIT_MAX_COOLDOWN between it and 1d".into(),
+            );
+        }
+        if self
+            .disable_after
+            .0
+            .is_some_and(|d| d.is_zero() || d > Duration::from_secs(365 * 86_400))
+        {
+            return bad("DISABLE_AFTER", "must be `off` or between 1ms and 365d".into());
         }
         if self.attempt_lease.0 <= self.request_timeout.0 {
             return bad(
@@ -304,6 +335,18 @@ mod tests {
         assert_eq!(c.request_timeout.0, Duration::from_secs(3));
         let err = load(&[("HOOKRELAY_DELIVERY_TIMEOUT", "0s")]).expect_err("rejected");
         assert!(err.to_string().contains("HOOKRELAY_DELIVERY_TIMEOUT"), "{err}");
+    }
+
+    #[test]
+    fn disable_after_takes_off() {
+        let c = load(&[]).expect("defaults load");
+        assert_eq!(c.disable_after.0, Some(Duration::from_secs(5 * 86_400)));
+        let c = load(&[("HOOKRELAY_DISABLE_AFTER", "off")]).expect("loads");
+        assert_eq!(c.disable_after.0, None);
+        let c = load(&[("HOOKRELAY_DISABLE_AFTER", "2s")]).expect("loads");
+        assert_eq!(c.disable_after.0, Some(Duration::from_secs(2)));
+        let err = load(&[("HOOKRELAY_DISABLE_AFTER", "soon")]).expect_err("rejected");
+        assert!(err.to_string().contains("HOOKRELAY_DISABLE_AFTER"), "{err}");
     }
 
     #[test]

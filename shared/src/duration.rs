@@ -111,6 +111,45 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// A duration that can also be `off` (never), e.g. `HOOKRELAY_DISABLE_AFTER`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OrOff(pub Option<Duration>);
+
+impl FromStr for OrOff {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        parse_duration(s).map(|d| Self(Some(d)))
+    }
+}
+
+impl Serialize for OrOff {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(d) => s.serialize_str(&format_duration(d)),
+            None => s.serialize_str("off"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OrOff {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = OrOff;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as `5d`, or `off`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OrOff, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// A list of durations written `1s,2s,4s` (or, in TOML, as an array of strings).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct DurationList(pub Vec<Duration>);

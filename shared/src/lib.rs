@@ -2,6 +2,7 @@
 //! signatures, the PostgreSQL schema, the AMQP topology, the retry policy and the metrics.
 
 pub mod amqp;
+pub mod circuit;
 pub mod config;
 pub mod context;
 pub mod db;

@@ -61,6 +61,12 @@ pub struct Metrics {
     pub redis_operation: Family<L1, Histogram, fn() -> Histogram>,
     /// `hookrelay_http_requests_total{route_class,status_class}` of the query API.
     pub api_requests: Family<[(&'static str, &'static str); 2], Counter>,
+    /// `hookrelay_deliveries_deferred_total{reason}`: in_flight, rate_limit, circuit, retry_after.
+    pub deliveries_deferred: Family<L1, Counter>,
+    /// `hookrelay_circuit_transitions_total{to}`: open, half_open, closed.
+    pub circuit_transitions: Family<L1, Counter>,
+    /// `hookrelay_webhooks_auto_disabled_total{reason}`: failing, gone.
+    pub webhooks_auto_disabled: Family<L1, Counter>,
 }
 
 impl Metrics {
@@ -83,6 +89,9 @@ impl Metrics {
             db_operation: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             redis_operation: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             api_requests: Family::default(),
+            deliveries_deferred: Family::default(),
+            circuit_transitions: Family::default(),
+            webhooks_auto_disabled: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -161,6 +170,21 @@ impl Metrics {
             "Query API requests, by route class and status class",
             m.api_requests.clone(),
         );
+        r.register(
+            "hookrelay_deliveries_deferred",
+            "Attempts held back without being made (no attempt, no retry used), by reason",
+            m.deliveries_deferred.clone(),
+        );
+        r.register(
+            "hookrelay_circuit_transitions",
+            "Webhook circuit breaker transitions, by the state entered",
+            m.circuit_transitions.clone(),
+        );
+        r.register(
+            "hookrelay_webhooks_auto_disabled",
+            "Webhooks disabled by the dispatcher, by reason",
+            m.webhooks_auto_disabled.clone(),
+        );
         Arc::new(Self { registry, ..m })
     }
 
@@ -203,6 +227,13 @@ mod tests {
         m.events_consumed.get_or_create(&[("outcome", "accepted")]).inc();
         m.attempt(true, "initial", Some(200));
         m.retention_purged.get_or_create(&[("table", "attempts")]).inc();
+        m.deliveries_deferred
+            .get_or_create(&[("reason", "circuit")])
+            .inc();
+        m.circuit_transitions.get_or_create(&[("to", "open")]).inc();
+        m.webhooks_auto_disabled
+            .get_or_create(&[("reason", "gone")])
+            .inc();
         let text = m.render();
         for name in [
             "hookrelay_events_consumed_total{outcome=\"accepted\"} 1",
@@ -212,6 +243,9 @@ mod tests {
             "hookrelay_retry_lateness_seconds_bucket",
             "hookrelay_deliveries_exhausted_total",
             "hookrelay_retention_purged_total",
+            "hookrelay_deliveries_deferred_total{reason=\"circuit\"} 1",
+            "hookrelay_circuit_transitions_total{to=\"open\"} 1",
+            "hookrelay_webhooks_auto_disabled_total{reason=\"gone\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

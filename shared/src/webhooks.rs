@@ -25,11 +25,26 @@ pub struct Webhook {
     pub enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicySpec>,
+    /// Requests in flight to this webhook at once, per dispatcher.
+    pub max_in_flight: u32,
+    /// Requests per second across all dispatchers; `None` = no limit.
+    pub rate_limit: Option<f64>,
+    /// Why it is disabled: `manual`, `failing` or `gone`; `None` while enabled.
+    pub disabled_reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub disabled_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
+
+/// `max_in_flight` when none is given.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 32;
+/// The largest `max_in_flight` (a dispatcher has `HOOKRELAY_DISPATCH_CONCURRENCY` slots in all).
+pub const MAX_MAX_IN_FLIGHT: u32 = 1024;
+/// The largest `rate_limit`, requests per second.
+pub const MAX_RATE_LIMIT: f64 = 100_000.0;
 
 /// What is needed to create a webhook.
 #[derive(Clone, Debug, Deserialize)]
@@ -45,6 +60,11 @@ pub struct NewWebhook {
     /// A secret of one's own (`whsec_…`, at least 24 bytes); generated when absent.
     #[serde(default)]
     pub secret: Option<String>,
+    /// Default [`DEFAULT_MAX_IN_FLIGHT`].
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -95,6 +115,27 @@ pub fn validate_patterns(patterns: &[String]) -> Result<(), InvalidField> {
     Ok(())
 }
 
+/// Checks `max_in_flight`.
+pub fn validate_max_in_flight(n: Option<u32>) -> Result<(), InvalidField> {
+    match n {
+        Some(n) if n == 0 || n > MAX_MAX_IN_FLIGHT => {
+            Err(invalid("max_in_flight", format!("must be 1-{MAX_MAX_IN_FLIGHT}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks `rate_limit` (requests per second; fractions allowed, e.g. 0.5 = one every 2 s).
+pub fn validate_rate_limit(r: Option<f64>) -> Result<(), InvalidField> {
+    match r {
+        Some(r) if !r.is_finite() || r < 0.01 || r > MAX_RATE_LIMIT => Err(invalid(
+            "rate_limit",
+            format!("must be null or 0.01-{MAX_RATE_LIMIT} requests per second"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a retry policy.
 pub fn validate_policy(policy: &Option<RetryPolicySpec>) -> Result<(), InvalidField> {
     match policy {
@@ -110,6 +151,8 @@ impl NewWebhook {
         validate_url(&self.url, allow_private)?;
         validate_patterns(&self.event_types)?;
         validate_policy(&self.retry_policy)?;
+        validate_max_in_flight(self.max_in_flight)?;
+        validate_rate_limit(self.rate_limit)?;
         if let Some(s) = &self.secret {
             Secret::parse_strict(s).map_err(|e| invalid("secret", e.to_string()))?;
         }
@@ -124,14 +167,34 @@ type Row = (
     Vec<String>,
     bool,
     Option<sqlx::types::Json<RetryPolicySpec>>,
+    i32,
+    Option<f64>,
+    Option<String>,
+    Option<OffsetDateTime>,
     OffsetDateTime,
     OffsetDateTime,
 );
 
 /// Columns matching [`Row`].
-pub const COLUMNS: &str = "id, name, url, event_types, enabled, retry_policy, created_at, updated_at";
+pub const COLUMNS: &str = "id, name, url, event_types, enabled, retry_policy, max_in_flight, rate_limit, \
+    disabled_reason, disabled_at, created_at, updated_at";
 
-fn from_row((id, name, url, event_types, enabled, policy, created_at, updated_at): Row) -> Webhook {
+fn from_row(
+    (
+        id,
+        name,
+        url,
+        event_types,
+        enabled,
+        policy,
+        max_in_flight,
+        rate_limit,
+        disabled_reason,
+        disabled_at,
+        created_at,
+        updated_at,
+    ): Row,
+) -> Webhook {
     Webhook {
         id,
         name,
@@ -139,6 +202,10 @@ fn from_row((id, name, url, event_types, enabled, policy, created_at, updated_at
         event_types,
         enabled,
         retry_policy: policy.map(|j| j.0),
+        max_in_flight: u32::try_from(max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        rate_limit,
+        disabled_reason,
+        disabled_at,
         created_at,
         updated_at,
     }
@@ -162,8 +229,11 @@ pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Se
     };
     let mut tx = pool.begin().await?;
     let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO webhooks (id, name, url, event_types, enabled, retry_policy)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+        "INSERT INTO webhooks (id, name, url, event_types, enabled, retry_policy, max_in_flight,
+             rate_limit, disabled_reason, disabled_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5 THEN NULL ELSE 'manual' END,
+             CASE WHEN $5 THEN NULL ELSE now() END)
+         RETURNING {COLUMNS}"
     )))
     .bind(crate::ids::new_id())
     .bind(new.name.trim())
@@ -171,6 +241,8 @@ pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Se
     .bind(&new.event_types)
     .bind(new.enabled)
     .bind(new.retry_policy.map(sqlx::types::Json))
+    .bind(new.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) as i32)
+    .bind(new.rate_limit)
     .fetch_one(&mut *tx)
     .await?;
     let webhook = from_row(row);
@@ -299,6 +371,10 @@ pub struct WebhookPatch {
     /// `null` removes the webhook's own policy (back to the default); absent leaves it.
     #[serde(default, deserialize_with = "present")]
     pub retry_policy: Option<Option<RetryPolicySpec>>,
+    pub max_in_flight: Option<u32>,
+    /// `null` removes the limit; absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    pub rate_limit: Option<Option<f64>>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
@@ -322,6 +398,10 @@ impl WebhookPatch {
         }
         if let Some(p) = &self.retry_policy {
             validate_policy(p)?;
+        }
+        validate_max_in_flight(self.max_in_flight)?;
+        if let Some(r) = self.rate_limit {
+            validate_rate_limit(r)?;
         }
         Ok(())
     }
@@ -353,11 +433,23 @@ pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Resul
         Some(p) => (true, p.map(sqlx::types::Json)),
         None => (false, None),
     };
+    let (set_rate, rate) = match patch.rate_limit {
+        Some(r) => (true, r),
+        None => (false, None),
+    };
     let mut tx = pool.begin().await?;
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE webhooks SET name = COALESCE($2, name), url = COALESCE($3, url),
              event_types = COALESCE($4, event_types), enabled = COALESCE($5, enabled),
-             retry_policy = CASE WHEN $6 THEN $7 ELSE retry_policy END, updated_at = now()
+             retry_policy = CASE WHEN $6 THEN $7 ELSE retry_policy END,
+             max_in_flight = COALESCE($8, max_in_flight),
+             rate_limit = CASE WHEN $9 THEN $10 ELSE rate_limit END,
+             -- Enabling clears the reason; disabling through the API says it was manual.
+             disabled_reason = CASE WHEN $5 IS NULL THEN disabled_reason WHEN $5 THEN NULL
+                 WHEN enabled THEN 'manual' ELSE disabled_reason END,
+             disabled_at = CASE WHEN $5 IS NULL THEN disabled_at WHEN $5 THEN NULL
+                 WHEN enabled THEN now() ELSE disabled_at END,
+             updated_at = now()
          WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
     )))
     .bind(id)
@@ -367,6 +459,9 @@ pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Resul
     .bind(patch.enabled)
     .bind(set_policy)
     .bind(policy)
+    .bind(patch.max_in_flight.map(|n| n as i32))
+    .bind(set_rate)
+    .bind(rate)
     .fetch_optional(&mut *tx)
     .await?;
     if row.is_some() {
@@ -391,4 +486,33 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
     }
     tx.commit().await?;
     Ok(deleted)
+}
+
+/// Disables a webhook on the dispatcher's own account (`failing` or `gone`) and ends its waiting
+/// deliveries as failed with `why`. Returns false when it was already disabled (another replica
+/// got there first) or is gone.
+pub async fn auto_disable(pool: &PgPool, id: Uuid, reason: &str, why: &str) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE webhooks SET enabled = false, disabled_reason = $2, disabled_at = now(), updated_at = now()
+         WHERE id = $1 AND enabled AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, error = $2, updated_at = now()
+         WHERE webhook_id = $1 AND state IN ('pending', 'retrying')",
+    )
+    .bind(id)
+    .bind(why)
+    .execute(&mut *tx)
+    .await?;
+    notify_changed(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(true)
 }

@@ -336,6 +336,8 @@ async fn setup() -> (TestEnv, String, Seen) {
                 enabled: true,
                 retry_policy: None,
                 secret: None,
+                max_in_flight: None,
+                rate_limit: None,
             },
         )
         .await

@@ -100,6 +100,8 @@ impl System {
             enabled: true,
             retry_policy: None,
             secret: None,
+            max_in_flight: None,
+            rate_limit: None,
         };
         webhooks::create(&self.env.db, new)
             .await

@@ -3,6 +3,7 @@
 
 mod api;
 mod browser;
+mod isolation;
 mod ops;
 mod pipeline;
 #[path = "../common/receiver.rs"]

@@ -396,6 +396,8 @@ async fn webhook(env: &TestEnv, name: &str, url: String) {
             enabled: true,
             retry_policy: None,
             secret: None,
+            max_in_flight: None,
+            rate_limit: None,
         },
     )
     .await

@@ -63,6 +63,8 @@ pub async fn webhook(
             enabled,
             retry_policy: None,
             secret: None,
+            max_in_flight: None,
+            rate_limit: None,
         },
     )
     .await

@@ -165,6 +165,8 @@ pub async fn webhook(env: &TestEnv, name: &str, url: &str, patterns: &[&str]) ->
             enabled: true,
             retry_policy: None,
             secret: None,
+            max_in_flight: None,
+            rate_limit: None,
         },
     )
     .await

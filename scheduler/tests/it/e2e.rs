@@ -56,6 +56,8 @@ async fn webhook(env: &TestEnv, url: String) {
             enabled: true,
             retry_policy: None,
             secret: None,
+            max_in_flight: None,
+            rate_limit: None,
         },
     )
     .await

@@ -1,6 +1,11 @@
 //! `hookrelay-load`: publishes N events to the exchange, runs a fast receiver, spawns the
-//! `hookrelay dispatcher` release binary, and reports events/s published, deliveries/s
-//! persisted, publish→first-attempt latency (p50/p99) and the dispatcher's peak RSS.
+//! `hookrelay dispatcher` release binary (or `hookrelay up` with `--up`), and reports events/s
+//! published, deliveries/s persisted, publish→first-attempt latency (p50/p99), the
+//! dispatcher's peak RSS and how busy the machine's cores were while it drained.
+//!
+//! Noisy-neighbour mode (`--black-holes N`): N more webhooks whose endpoint accepts TCP
+//! connections and never answers get `--black-hole-events` events each, published before the
+//! healthy load; the figures are the healthy webhooks' alone.
 //!
 //! It runs in its own database and namespace on the local services and removes them after.
 
@@ -58,6 +63,44 @@ struct Args {
     /// Keep the database and queues afterwards.
     #[arg(long)]
     keep: bool,
+    /// Run `hookrelay up` (API, dispatcher and scheduler in one process) instead of the
+    /// dispatcher alone.
+    #[arg(long)]
+    up: bool,
+    /// Webhooks whose endpoint accepts connections and never answers (noisy-neighbour mode).
+    #[arg(long, default_value_t = 0)]
+    black_holes: usize,
+    /// Events published to each black-hole webhook before the healthy load.
+    #[arg(long, default_value_t = 3000)]
+    black_hole_events: usize,
+}
+
+/// The machine's CPU counters (all cores): (busy, total) jiffies from /proc/stat.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    // idle + iowait
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
+}
+
+/// Accepts connections and never answers (keeps them open until the process ends).
+async fn black_hole() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    Ok(addr)
 }
 
 #[derive(Default)]
@@ -104,7 +147,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 fn spawn_dispatcher(args: &Args, config: &Config, n: usize) -> anyhow::Result<Child> {
     let log = std::fs::File::create(format!("/tmp/hookrelay-load-dispatcher-{n}.log"))?;
     let mut cmd = Command::new(&args.binary);
-    cmd.arg("dispatcher")
+    cmd.arg(if args.up { "up" } else { "dispatcher" })
+        .env("HOOKRELAY_API_ADDR", format!("127.0.0.1:{}", 18_000 + n))
         .env("HOOKRELAY_DATABASE_URL", &config.database_url)
         .env("HOOKRELAY_AMQP_URL", &config.amqp_url)
         .env("HOOKRELAY_REDIS_URL", &config.redis_url)
@@ -156,19 +200,43 @@ async fn main() -> anyhow::Result<()> {
         .route("/hook/{n}", post(receive))
         .with_state(stats.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    for i in 0..args.webhooks {
+    for i in 0..args.black_holes {
+        let hole = black_hole().await?;
         webhooks::create(
             &pool,
             NewWebhook {
-                name: format!("load {i}"),
-                url: format!("http://{addr}/hook/{i}"),
-                event_types: vec!["*".into()],
+                name: format!("black hole {i}"),
+                url: format!("http://{hole}/hole"),
+                event_types: vec![format!("hole.t{i}")],
                 enabled: true,
                 retry_policy: None,
                 secret: None,
+                max_in_flight: None,
+                rate_limit: None,
             },
         )
         .await?;
+    }
+    let mut healthy = Vec::new();
+    for i in 0..args.webhooks {
+        healthy.push(
+            webhooks::create(
+                &pool,
+                NewWebhook {
+                    name: format!("load {i}"),
+                    url: format!("http://{addr}/hook/{i}"),
+                    event_types: vec!["load.*".into()],
+                    enabled: true,
+                    retry_policy: None,
+                    secret: None,
+                    max_in_flight: None,
+                    rate_limit: None,
+                },
+            )
+            .await?
+            .0
+            .id,
+        );
     }
 
     let mut children = Vec::new();
@@ -224,6 +292,38 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     let publisher = amqp::confirm_channel(&conn).await?;
+    if args.black_holes > 0 {
+        let mut confirms = Vec::new();
+        for h in 0..args.black_holes {
+            for i in 0..args.black_hole_events {
+                let body = serde_json::json!({
+                    "id": format!("evt_hole_{suffix}_{h}_{i}"),
+                    "type": format!("hole.t{h}"),
+                    "data": {"i": i},
+                });
+                confirms.push(
+                    publisher
+                        .basic_publish(
+                            names.events_exchange.as_str().into(),
+                            format!("hole.t{h}").as_str().into(),
+                            BasicPublishOptions::default(),
+                            body.to_string().as_bytes(),
+                            BasicProperties::default().with_delivery_mode(2),
+                        )
+                        .await?,
+                );
+            }
+        }
+        for c in confirms {
+            c.await?;
+        }
+        println!(
+            "published {} events to {} black-hole webhook(s) first",
+            args.black_holes * args.black_hole_events,
+            args.black_holes
+        );
+    }
+    let cpu_start = cpu_jiffies();
     let started = Instant::now();
     let mut outstanding = std::collections::VecDeque::new();
     for i in 0..args.events {
@@ -265,7 +365,8 @@ async fn main() -> anyhow::Result<()> {
     let mut samples: Vec<(f64, i64)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let persisted = loop {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts")
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE webhook_id = ANY($1)")
+            .bind(&healthy)
             .fetch_one(&pool)
             .await?;
         samples.push((started.elapsed().as_secs_f64(), n));
@@ -275,9 +376,20 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let total_secs = started.elapsed().as_secs_f64();
-    let success: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'success'")
-        .fetch_one(&pool)
-        .await?;
+    let cpu_end = cpu_jiffies();
+    let success: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'success' AND webhook_id = ANY($1)")
+            .bind(&healthy)
+            .fetch_one(&pool)
+            .await?;
+    let hole_stats: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM attempts WHERE NOT webhook_id = ANY($1)),
+                (SELECT count(*) FROM deliveries WHERE NOT webhook_id = ANY($1)),
+                (SELECT COALESCE(sum(deferrals), 0)::int8 FROM deliveries WHERE NOT webhook_id = ANY($1))",
+    )
+    .bind(&healthy)
+    .fetch_one(&pool)
+    .await?;
     sampler.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
     for c in &mut children {
@@ -343,6 +455,21 @@ async fn main() -> anyhow::Result<()> {
         peak_kib as f64 / 1024.0,
         pids.len()
     );
+    if let (Some((b0, t0)), Some((b1, t1))) = (cpu_start, cpu_end)
+        && t1 > t0
+    {
+        println!(
+            "machine busy:          {:.0} % of {} cores while publishing and draining",
+            (b1 - b0) as f64 * 100.0 / (t1 - t0) as f64,
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        );
+    }
+    if args.black_holes > 0 {
+        println!(
+            "black holes:           {} deliveries, {} attempts made, {} deferrals",
+            hole_stats.1, hole_stats.0, hole_stats.2
+        );
+    }
 
     if !args.keep {
         for q in [&names.events_queue, &names.dead_queue, &names.deliveries_queue] {

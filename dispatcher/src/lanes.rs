@@ -1,0 +1,272 @@
+//! One lane per webhook: its requests in flight in this dispatcher (at most the webhook's
+//! `max_in_flight`), a short queue of attempts waiting for one of its slots, and this replica's
+//! view of the webhook's shared guard state. The lanes only decide; [`crate::Core`] starts,
+//! queues or defers what they say.
+//!
+//! An attempt waits in a lane's queue only while the lane is moving: at most
+//! [`MAX_QUEUE_WAIT`], and only behind a request in flight (whose end pumps the queue). Anything
+//! else is deferred, so a stuck endpoint holds its own slots and nothing more.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use hookrelay_shared::jobs::Trigger;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use uuid::Uuid;
+
+use crate::{
+    guard::{Circuit, View},
+    send::AttemptRequest,
+};
+
+/// The longest an attempt waits in a lane's queue before it is deferred instead.
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(1);
+/// How old this replica's view of a webhook's shared state may get before it is re-read.
+pub const VIEW_TTL: Duration = Duration::from_secs(1);
+
+/// The longest queue a lane keeps: enough for several intake batches at full speed.
+fn queue_cap(max_in_flight: u32) -> usize {
+    (max_in_flight as usize).saturating_mul(16).clamp(256, 8192)
+}
+
+/// One attempt to make, with what admission needs to know.
+pub struct Attempt {
+    pub req: AttemptRequest,
+    /// Told once the attempt (or its deferral) is committed: the job is acked then.
+    pub done: Option<oneshot::Sender<()>>,
+    /// It was deferred to a rate-limit slot that it now holds.
+    pub slot_reserved: bool,
+    /// The one attempt a half-open circuit lets through.
+    pub probe: bool,
+}
+
+impl Attempt {
+    pub fn new(req: AttemptRequest, done: Option<oneshot::Sender<()>>) -> Self {
+        Self {
+            req,
+            done,
+            slot_reserved: false,
+            probe: false,
+        }
+    }
+
+    /// Manual attempts are an admin's explicit request: never deferred, never rate limited.
+    pub fn manual(&self) -> bool {
+        self.req.trigger == Trigger::Manual
+    }
+
+    fn cap(&self) -> u32 {
+        self.req.target.webhook.max_in_flight.max(1)
+    }
+}
+
+/// What a lane decided for attempts.
+#[derive(Default)]
+pub struct Moves {
+    pub start: Vec<(Attempt, OwnedSemaphorePermit)>,
+    /// With the time (Unix ms) to come back at and the reason.
+    pub defer: Vec<(Attempt, i64, &'static str)>,
+}
+
+struct State {
+    in_flight: u32,
+    queue: VecDeque<(Attempt, Instant)>,
+    view: View,
+    view_at: Option<Instant>,
+    refreshing: bool,
+    /// Moving average of this webhook's request duration (ms).
+    avg_ms: f64,
+    /// The latest time an `in_flight` deferral was given, so the next is spread after it.
+    horizon_ms: i64,
+}
+
+/// One webhook's lane.
+pub struct Lane {
+    pub webhook_id: Uuid,
+    state: Mutex<State>,
+}
+
+impl Lane {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lane only ever held counters: keep using them.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This replica's view, and whether the caller should refresh it (it then owns the refresh).
+    pub fn view(&self) -> (View, bool) {
+        let mut st = self.lock();
+        let stale = st.view_at.is_none_or(|t| t.elapsed() > VIEW_TTL);
+        let refresh = stale && !st.refreshing;
+        if refresh {
+            st.refreshing = true;
+        }
+        (st.view, refresh)
+    }
+
+    pub fn set_view(&self, view: View) {
+        let mut st = self.lock();
+        st.view = view;
+        st.view_at = Some(Instant::now());
+        st.refreshing = false;
+    }
+
+    pub fn refresh_failed(&self) {
+        let mut st = self.lock();
+        st.refreshing = false;
+        st.view_at = Some(Instant::now());
+    }
+
+    /// In flight now (tests and metrics).
+    pub fn in_flight(&self) -> u32 {
+        self.lock().in_flight
+    }
+
+    /// Starts the attempt if a slot of this lane and of the process are free, else queues it
+    /// behind the requests in flight, else defers it.
+    pub fn offer(&self, a: Attempt, permits: &Arc<Semaphore>, now_ms: i64) -> Moves {
+        let mut moves = Moves::default();
+        let mut st = self.lock();
+        let now = Instant::now();
+        if st.in_flight < a.cap() {
+            if let Ok(p) = permits.clone().try_acquire_owned() {
+                st.in_flight += 1;
+                moves.start.push((a, p));
+                return moves;
+            }
+        }
+        // Stale attempts at the front are deferred now rather than when a slot frees.
+        while st
+            .queue
+            .front()
+            .is_some_and(|(q, t)| !q.manual() && now.duration_since(*t) > MAX_QUEUE_WAIT)
+        {
+            if let Some((q, _)) = st.queue.pop_front() {
+                let at = st.in_flight_deferral(now_ms, q.cap());
+                moves.defer.push((q, at, "in_flight"));
+            }
+        }
+        let moving = st.in_flight > 0;
+        if a.manual() || (moving && st.queue.len() < queue_cap(a.cap())) {
+            st.queue.push_back((a, now));
+        } else {
+            let at = st.in_flight_deferral(now_ms, a.cap());
+            moves.defer.push((a, at, "in_flight"));
+        }
+        moves
+    }
+
+    /// A request of this lane ended after `took`: frees its slot and moves the queue on.
+    pub fn release(&self, took: Duration, permits: &Arc<Semaphore>, now_ms: i64, stopping: bool) -> Moves {
+        let mut moves = Moves::default();
+        let mut st = self.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+        let ms = took.as_secs_f64() * 1000.0;
+        st.avg_ms = if st.avg_ms == 0.0 {
+            ms
+        } else {
+            st.avg_ms * 0.9 + ms * 0.1
+        };
+        if stopping {
+            // Not started during shutdown: leases (or the unacked jobs) bring them back.
+            st.queue.clear();
+            return moves;
+        }
+        let now = Instant::now();
+        // The request that just ended may have paused the webhook or opened its circuit.
+        let held = if st.view.pause_until_ms > now_ms {
+            Some(("retry_after", st.view.pause_until_ms))
+        } else if st.view.circuit == Circuit::Open && st.view.open_until_ms > now_ms {
+            Some(("circuit", st.view.open_until_ms))
+        } else {
+            None
+        };
+        if let Some((reason, until)) = held {
+            let (manual, other): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut st.queue)
+                .into_iter()
+                .partition(|(a, _)| a.manual());
+            st.queue = manual;
+            for (a, _) in other {
+                moves.defer.push((a, until, reason));
+            }
+        }
+        while let Some((a, t)) = st.queue.pop_front() {
+            if !a.manual() && now.duration_since(t) > MAX_QUEUE_WAIT {
+                let at = st.in_flight_deferral(now_ms, a.cap());
+                moves.defer.push((a, at, "in_flight"));
+                continue;
+            }
+            if st.in_flight >= a.cap() {
+                st.queue.push_front((a, t));
+                break;
+            }
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => {
+                    st.in_flight += 1;
+                    moves.start.push((a, p));
+                }
+                Err(_) if st.in_flight > 0 || a.manual() => {
+                    st.queue.push_front((a, t));
+                    break;
+                }
+                Err(_) => {
+                    let at = st.in_flight_deferral(now_ms, a.cap());
+                    moves.defer.push((a, at, "in_flight"));
+                }
+            }
+        }
+        moves
+    }
+}
+
+impl State {
+    /// When an attempt that found no free slot should come back: after about one request's
+    /// time, and each one later than the last by a slot's share of it, so a backlog returns
+    /// spread at the rate the endpoint takes it rather than all at once.
+    fn in_flight_deferral(&mut self, now_ms: i64, cap: u32) -> i64 {
+        let est = self.avg_ms.clamp(50.0, 60_000.0);
+        let at = (now_ms + est as i64).max(self.horizon_ms);
+        let at = at.min(now_ms + 600_000);
+        self.horizon_ms = at + (est / f64::from(cap.max(1))) as i64;
+        at
+    }
+}
+
+/// Every lane of this dispatcher.
+#[derive(Default)]
+pub struct Lanes {
+    map: Mutex<HashMap<Uuid, Arc<Lane>>>,
+}
+
+impl Lanes {
+    pub fn get(&self, webhook_id: Uuid) -> Arc<Lane> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(webhook_id)
+            .or_insert_with(|| {
+                Arc::new(Lane {
+                    webhook_id,
+                    state: Mutex::new(State {
+                        in_flight: 0,
+                        queue: VecDeque::new(),
+                        view: View::default(),
+                        view_at: None,
+                        refreshing: false,
+                        avg_ms: 0.0,
+                        horizon_ms: 0,
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    /// The lane of a webhook if it has one (tests).
+    pub fn find(&self, webhook_id: Uuid) -> Option<Arc<Lane>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&webhook_id)
+            .cloned()
+    }
+}
