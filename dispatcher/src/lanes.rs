@@ -87,6 +87,8 @@ struct State {
 pub struct Lane {
     pub webhook_id: Uuid,
     state: Mutex<State>,
+    /// When this process disabled the webhook: attempts whose target is older are dropped.
+    disabled_at: Mutex<Option<time::OffsetDateTime>>,
 }
 
 impl Lane {
@@ -117,6 +119,20 @@ impl Lane {
         let mut st = self.lock();
         st.refreshing = false;
         st.view_at = Some(Instant::now());
+    }
+
+    /// Notes that this process disabled the webhook now.
+    pub fn mark_disabled(&self) {
+        *self.disabled_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(time::OffsetDateTime::now_utc());
+    }
+
+    /// Whether an attempt for this target was overtaken by the webhook's disabling (a target
+    /// re-enabled since carries a later `updated_at`).
+    pub fn disabled_for(&self, a: &Attempt) -> bool {
+        self.disabled_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| a.req.target.webhook.updated_at <= at)
     }
 
     /// In flight now (tests and metrics).
@@ -247,6 +263,7 @@ impl Lanes {
             .or_insert_with(|| {
                 Arc::new(Lane {
                     webhook_id,
+                    disabled_at: Mutex::new(None),
                     state: Mutex::new(State {
                         in_flight: 0,
                         queue: VecDeque::new(),

@@ -198,6 +198,18 @@ impl Core {
 
     /// Sends one started attempt, frees its lane slot, tells the guard, records it.
     async fn run(self: Arc<Self>, lane: Arc<Lane>, a: Attempt, permit: OwnedSemaphorePermit) {
+        if !a.manual() && lane.disabled_for(&a) {
+            // Disabled by this process meanwhile: its waiting deliveries were ended already.
+            let moves = lane.release(
+                Duration::ZERO,
+                &self.permits,
+                now_ms(),
+                self.stopping.is_cancelled(),
+            );
+            drop(permit);
+            self.apply(&lane, moves);
+            return;
+        }
         let m = &self.ctx.metrics;
         m.deliveries_in_flight.inc();
         let out = self.sender.send(&a.req).await;
@@ -233,12 +245,8 @@ impl Core {
     async fn tell_guard(&self, lane: &Lane, a: &Attempt, out: &AttemptOutcome) {
         let hook = &a.req.target.webhook;
         if out.response_code == Some(410) {
-            self.disable(
-                hook.id,
-                "gone",
-                "webhook disabled: the endpoint answered 410 Gone",
-            )
-            .await;
+            self.disable(lane, "gone", "webhook disabled: the endpoint answered 410 Gone")
+                .await;
             return;
         }
         let verdict = verdict(out);
@@ -289,7 +297,7 @@ impl Core {
                 .map(hookrelay_shared::duration::format_duration)
                 .unwrap_or_default();
             self.disable(
-                hook.id,
+                lane,
                 "failing",
                 &format!("webhook disabled: every attempt failed for {after}"),
             )
@@ -297,9 +305,11 @@ impl Core {
         }
     }
 
-    async fn disable(&self, webhook_id: uuid::Uuid, reason: &'static str, why: &str) {
+    async fn disable(&self, lane: &Lane, reason: &'static str, why: &str) {
+        let webhook_id = lane.webhook_id;
         match hookrelay_shared::webhooks::auto_disable(&self.ctx.db, webhook_id, reason, why).await {
             Ok(true) => {
+                lane.mark_disabled();
                 self.ctx
                     .metrics
                     .webhooks_auto_disabled
@@ -309,7 +319,8 @@ impl Core {
                 self.guard.clear(webhook_id).await;
                 self.cache.remove(webhook_id);
             }
-            Ok(false) => {}
+            // Another replica got there first.
+            Ok(false) => lane.mark_disabled(),
             Err(e) => tracing::error!(error = %e, %webhook_id, reason, "disabling the webhook failed"),
         }
     }

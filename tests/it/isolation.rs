@@ -202,10 +202,12 @@ async fn the_circuit_opens_half_opens_and_closes_with_two_dispatchers() {
     })
     .await;
     let h = hook(&env, &rx.url("/x"), "cb.*", Some(2), None).await;
+    // Quick retries, so the deliveries that failed before the circuit opened end soon after.
+    let quick = [("HOOKRELAY_RETRY_SCHEDULE", "1s,1s,1s,1s,1s")];
     let mut children = vec![
-        spawn(&env, "dispatcher", &[]),
-        spawn(&env, "dispatcher", &[]),
-        spawn(&env, "scheduler", &[]),
+        spawn(&env, "dispatcher", &quick),
+        spawn(&env, "dispatcher", &quick),
+        spawn(&env, "scheduler", &quick),
     ];
     let redis = redis::Client::open(env.config.redis_url.as_str())
         .expect("redis url")
@@ -361,7 +363,11 @@ async fn retry_after_defers_the_whole_webhook_and_410_disables_it() {
     let gone = Receiver::start_with(|_| Reply::status(410, "gone")).await;
     let h = hook(&env, &rx.url("/ra"), "ra.*", Some(1), None).await;
     let h_gone = hook(&env, &gone.url("/gone"), "gone.*", Some(1), None).await;
-    let mut children = vec![spawn(&env, "dispatcher", &[]), spawn(&env, "scheduler", &[])];
+    let quick = [("HOOKRELAY_RETRY_SCHEDULE", "1s,1s,1s")];
+    let mut children = vec![
+        spawn(&env, "dispatcher", &quick),
+        spawn(&env, "scheduler", &quick),
+    ];
     publish(&env, "ra", "ra.event", 10).await;
     publish(&env, "gone", "gone.event", 20).await;
     let all = eventually(Duration::from_secs(30), || async {
