@@ -248,6 +248,47 @@ function renderRows(items) {
     if (!(succeededAt.get(it.delivery_id) >= t)) succeededAt.set(it.delivery_id, t);
   }
   replace(tbody, items.map((it) => row(it, succeededAt.get(it.delivery_id) > Date.parse(it.attempted_at))));
+  showHealth(items);
+}
+
+/** Webhook health (circuit, auto-disable) by id, kept for 10 s so paging costs no requests. */
+const healthCache = new Map();
+
+async function webhookHealth(id) {
+  const hit = healthCache.get(id);
+  if (hit && Date.now() - hit.at < 10000) return hit.value;
+  let value = null;
+  try { value = await api(`/webhooks/${encodeURIComponent(id)}`); } catch { value = null; }
+  healthCache.set(id, { at: Date.now(), value });
+  return value;
+}
+
+/** What a row says about its webhook's state: nothing while it is enabled and its circuit closed. */
+function healthNote(w) {
+  if (!w) return null;
+  if (!w.enabled) {
+    const why = { failing: 'every attempt failed for too long', gone: 'the endpoint answered 410 Gone', manual: 'by an admin' };
+    return h('div', { class: 'wh-health bad', title: w.disabled_at || '' },
+      `Disabled: ${why[w.disabled_reason] || 'disabled'}`);
+  }
+  const c = w.health;
+  if (!c || c.circuit === 'closed') return null;
+  const until = c.open_until ? ` until ${localTime(c.open_until)}` : '';
+  const label = c.circuit === 'open' ? `Circuit open${until}: deliveries deferred` : 'Circuit half-open: probing';
+  return h('div', { class: 'wh-health warn', title: c.last_error || '' },
+    `${label} (${c.consecutive_failures} consecutive failures)`);
+}
+
+async function showHealth(items) {
+  const ids = [...new Set(items.map((it) => it.webhook && it.webhook.id).filter(Boolean))];
+  await Promise.all(ids.map(async (id) => {
+    const note = healthNote(await webhookHealth(id));
+    if (!note) return;
+    for (const tr of document.querySelectorAll(`#rows tr[data-webhook-id="${CSS.escape(id)}"]`)) {
+      const cellDiv = tr.querySelector('td.webhook .cell');
+      if (cellDiv && !cellDiv.querySelector('.wh-health')) cellDiv.append(note.cloneNode(true));
+    }
+  }));
 }
 
 /** A table cell; its content is wrapped so the stacked (narrow) layout has label + one block. */
@@ -258,7 +299,7 @@ function cell(label, cls, ...children) {
 function row(item, superseded = false) {
   const failed = item.status !== 'success';
   const wh = item.webhook || {};
-  return h('tr', { dataset: { id: item.id, deliveryId: item.delivery_id, status: item.status } },
+  return h('tr', { dataset: { id: item.id, deliveryId: item.delivery_id, status: item.status, webhookId: wh.id || '' } },
     cell('Webhook', 'webhook',
       h('div', { class: 'wh-name' }, wh.name || '—'),
       h('div', { class: 'wh-url' }, wh.url || '')),

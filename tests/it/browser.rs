@@ -1023,3 +1023,38 @@ async fn without_a_token_the_sign_in_shows_and_a_viewer_token_is_refused_politel
     b.quit().await;
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_row_says_when_its_webhook_has_an_open_circuit_or_was_disabled() {
+    let mut sys = System::new().await;
+    let admin = sys.token(Role::Admin).await;
+    let down = Receiver::start_with(|_| Reply::status(500, "down")).await;
+    let gone = Receiver::start_with(|_| Reply::status(410, "gone")).await;
+    sys.webhook("Down", &down.url("/down"), &["down.*"]).await;
+    sys.webhook("Gone", &gone.url("/gone"), &["gone.*"]).await;
+    sys.run().await;
+    // Five consecutive failures open the circuit; one 410 disables the webhook.
+    for i in 0..5 {
+        sys.publish("down.event", json!({"i": i})).await;
+    }
+    sys.publish("gone.event", json!({"i": 0})).await;
+    sys.wait_for_attempts(&admin, 6).await;
+
+    let b = Browser::start(&sys.base).await;
+    b.open(PAGE).await;
+    b.sign_in(&admin).await;
+    b.settled().await;
+    b.wait(
+        "the open circuit is shown on the failing webhook's rows",
+        "return [...document.querySelectorAll('#rows tr[data-id] .wh-health')].some(e => e.textContent.startsWith('Circuit open'))",
+    )
+    .await;
+    b.wait(
+        "the disabled webhook's row says why",
+        "return [...document.querySelectorAll('#rows tr[data-id] .wh-health')].some(e => e.textContent === 'Disabled: the endpoint answered 410 Gone')",
+    )
+    .await;
+    b.screenshot("webhook-health").await;
+    b.quit().await;
+    sys.stop().await;
+}

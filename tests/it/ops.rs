@@ -589,7 +589,12 @@ async fn three_dispatchers_and_two_schedulers_deliver_every_event_once_and_fire_
     let (base, seen) = start_receiver();
     webhook(&env, "ok", format!("{base}/ok")).await;
     webhook(&env, "flaky", format!("{base}/flaky")).await;
-    let mut fleet = Fleet::new(&[("HOOKRELAY_RETRY_SCHEDULE", "1s")]);
+    // `/flaky` fails every first attempt: its circuit would open and defer the rest for the
+    // cool-down. The breaker has tests of its own (tests/it/isolation.rs); here it stays closed.
+    let mut fleet = Fleet::new(&[
+        ("HOOKRELAY_RETRY_SCHEDULE", "1s"),
+        ("HOOKRELAY_CIRCUIT_FAILURES", "1000000"),
+    ]);
     for role in ["dispatcher", "dispatcher", "dispatcher", "scheduler", "scheduler"] {
         fleet.start(&env.config, role);
     }
@@ -641,7 +646,12 @@ async fn killing_a_dispatcher_and_a_scheduler_with_sigkill_loses_nothing() {
     let (base, seen) = start_receiver();
     webhook(&env, "ok", format!("{base}/ok")).await;
     webhook(&env, "flaky", format!("{base}/flaky")).await;
-    let mut fleet = Fleet::new(&[("HOOKRELAY_RETRY_SCHEDULE", "1s")]);
+    // `/flaky` fails every first attempt: its circuit would open and defer the rest for the
+    // cool-down. The breaker has tests of its own (tests/it/isolation.rs); here it stays closed.
+    let mut fleet = Fleet::new(&[
+        ("HOOKRELAY_RETRY_SCHEDULE", "1s"),
+        ("HOOKRELAY_CIRCUIT_FAILURES", "1000000"),
+    ]);
     let d0 = fleet.start(&env.config, "dispatcher");
     for role in ["dispatcher", "dispatcher"] {
         fleet.start(&env.config, role);
@@ -789,6 +799,8 @@ async fn after_a_known_scenario_the_metrics_have_exactly_the_expected_values() {
         c.retry_schedule = Some(hookrelay_shared::duration::DurationList(vec![
             Duration::from_secs(1),
         ]));
+        // Exact counts of attempts and retries: no circuit may open and defer some of them.
+        c.circuit_failures = 1_000_000;
     })
     .await;
     let (base, _seen) = start_receiver();
