@@ -540,9 +540,8 @@ async function waitForNewAttempt(item, known) {
 
 /**
  * Works out what "Retry all failed" will send: the deliveries matching the current search and
- * category whose latest attempt failed. The bulk endpoint takes no search text, so with a
- * search it is sent once per matching webhook when the search matched webhooks, and per
- * delivery otherwise — never wider than what the user sees.
+ * category whose latest attempt failed (counted here for the confirmation), and the one bulk
+ * request with the same `q` and `category` that retries them.
  */
 async function planBulk() {
   const latest = new Map();
@@ -560,17 +559,11 @@ async function planBulk() {
     if (page === COUNT_PAGES - 1) capped = true;
   }
   const failed = [...latest.values()].filter((it) => it.status !== 'success');
-  const base = { status: 'failed' };
-  if (state.category) base.category = state.category;
-  if (!state.q) return { count: failed.length, capped, bulk: [base], single: [] };
-  const needle = state.q.toLowerCase();
-  const byWebhook = (it) => [it.webhook && it.webhook.name, it.webhook && it.webhook.url]
-    .some((s) => String(s || '').toLowerCase().includes(needle));
-  if (failed.every(byWebhook)) {
-    const ids = [...new Set(failed.map((it) => it.webhook && it.webhook.id).filter(Boolean))];
-    return { count: failed.length, capped, bulk: ids.map((webhook_id) => ({ ...base, webhook_id })), single: [] };
-  }
-  return { count: failed.length, capped: false, bulk: [], single: failed };
+  // One durable bulk job on the server takes the same search and category as the table.
+  const filter = { status: 'failed' };
+  if (state.category) filter.category = state.category;
+  if (state.q) filter.q = state.q;
+  return { count: failed.length, capped, bulk: [filter], single: [] };
 }
 
 function confirmDialog(text, okLabel) {
@@ -608,15 +601,18 @@ async function retryAll() {
       `Retry ${n}`);
     if (!ok) return;
     let queued = 0;
+    let skipped = 0;
     for (const filter of plan.bulk) {
       const r = await api('/deliveries/retry', { method: 'POST', body: filter });
       queued += Number((r && r.queued) || 0);
+      skipped += Number((r && r.skipped_disabled) || 0);
     }
     for (const it of plan.single) {
       await api(`/deliveries/${encodeURIComponent(it.id)}/retry`, { method: 'POST' });
       queued += 1;
     }
-    toast(`${queued} ${queued === 1 ? 'retry' : 'retries'} queued. The table refreshes as results come in.`, 'ok');
+    const skippedNote = skipped ? ` ${skipped} skipped: their webhook is disabled.` : '';
+    toast(`${queued} ${queued === 1 ? 'retry' : 'retries'} queued.${skippedNote} The table refreshes as results come in.`, 'ok');
     for (const delay of [1500, 3000, 5000, 8000, 12000, 17000, 23000, 30000]) later(delay, () => load({ quiet: true }));
   } catch (err) {
     if (!authFailure(err)) toast(`Retry all failed — ${err.message}`, 'error');

@@ -126,7 +126,9 @@ impl Cursor {
             _ => return Err(invalid("its sort value is not valid")),
         };
         let attempted_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(wire.t) * 1000)
-            .map_err(|_| invalid("its time is out of range"))?;
+            .ok()
+            .and_then(crate::deliveries::utc_in_range)
+            .ok_or_else(|| invalid("its time is out of range"))?;
         Ok(Self {
             value,
             attempted_at,
@@ -170,5 +172,15 @@ mod tests {
             br#"{"s":"status","o":"desc","st":"maybe","t":0,"i":"00000000-0000-0000-0000-000000000000"}"#,
         );
         assert!(Cursor::decode(&edited, SortKey::Status, true).is_err());
+    }
+
+    #[test]
+    fn a_cursor_near_year_minus_9999_is_rejected() {
+        let t = time::Date::MIN.midnight().assume_utc().unix_timestamp_nanos() / 1000;
+        let raw = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"s":"attempted_at","o":"desc","t":{t},"i":"00000000-0000-0000-0000-000000000000"}}"#
+        ));
+        let err = Cursor::decode(&raw, SortKey::AttemptedAt, true).expect_err("out of range");
+        assert!(err.to_string().contains("out of range"), "{err}");
     }
 }

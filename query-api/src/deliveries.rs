@@ -29,7 +29,7 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
 /// Above this many matching webhooks + types, `q` runs as one `= ANY` scan instead of branches.
 const MAX_Q_BRANCHES: usize = 32;
-const MAX_Q_LEN: usize = 200;
+pub const MAX_Q_LEN: usize = 200;
 
 /// Query parameters of the log. All strings here so that each error names its parameter.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -152,12 +152,33 @@ pub fn parse_status(v: Option<&str>) -> Result<Option<&'static str>, AppError> {
     }
 }
 
+/// Years a client-given time may fall in, once converted to UTC. Inside both the `time`
+/// crate's range (±9999) and PostgreSQL's, with room for the log's window arithmetic, so no
+/// conversion, subtraction or SQL encoding of an accepted time can overflow (sqlx's encoder
+/// converts to UTC and panics when that leaves the range).
+pub const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// `t` in UTC when that is inside [`YEARS`], else `None`.
+pub fn utc_in_range(t: OffsetDateTime) -> Option<OffsetDateTime> {
+    t.checked_to_offset(time::UtcOffset::UTC)
+        .filter(|u| YEARS.contains(&u.year()))
+}
+
+/// Parses an RFC 3339 parameter, converted to UTC; out of [`YEARS`] is a 400 naming it.
 pub fn parse_time(name: &str, v: Option<&str>) -> Result<Option<OffsetDateTime>, AppError> {
     v.map(|s| {
-        OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+        let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
             AppError::bad(format!(
                 "{name}: `{}` is not an RFC 3339 time such as 2026-11-27T10:00:00Z",
                 truncate(s, 60)
+            ))
+        })?;
+        utc_in_range(t).ok_or_else(|| {
+            AppError::bad(format!(
+                "{name}: `{}` is out of range (years {}-{} in UTC)",
+                truncate(s, 60),
+                YEARS.start(),
+                YEARS.end()
             ))
         })
     })
@@ -563,7 +584,8 @@ impl LogQuery {
                 .min()
                 .unwrap_or(now);
             for w in WINDOWS {
-                let lo = anchor - w;
+                // Checked: a (validated) cursor may still sit near the start of time.
+                let Some(lo) = anchor.checked_sub(w) else { break };
                 if self.filter.since.is_some_and(|since| since >= lo) {
                     break;
                 }
@@ -798,6 +820,34 @@ mod tests {
         let mut by_status = newest_first();
         by_status.sort = SortKey::Status;
         assert_eq!(by_status.windows(now), vec![None]);
+    }
+
+    #[test]
+    fn a_window_near_the_start_of_time_stops_instead_of_overflowing() {
+        let mut lq = newest_first();
+        lq.cursor = Some(Cursor {
+            value: SortValue::None,
+            attempted_at: time::Date::MIN.midnight().assume_utc() + time::Duration::minutes(30),
+            id: Uuid::nil(),
+        });
+        assert_eq!(lq.windows(OffsetDateTime::now_utc()), vec![None]);
+    }
+
+    #[test]
+    fn times_whose_utc_is_out_of_range_are_refused_naming_the_parameter() {
+        for (name, v) in [
+            ("until", "9999-12-31T23:59:59-23:59"),
+            ("since", "0001-01-01T00:00:00+23:59"),
+            ("since", "-0001-01-01T00:00:00Z"),
+        ] {
+            let err = parse_time(name, Some(v)).expect_err(v);
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+        let t = parse_time("until", Some("2026-11-27T10:00:00+02:00"))
+            .expect("valid")
+            .expect("given");
+        assert_eq!(t.offset(), time::UtcOffset::UTC);
+        assert_eq!(t.hour(), 8);
     }
 
     #[test]

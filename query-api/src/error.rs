@@ -39,6 +39,9 @@ pub enum AppError {
     Forbidden(&'static str),
     #[error("{0}")]
     NotFound(String),
+    /// The request is valid but conflicts with the resource's state (e.g. a disabled webhook).
+    #[error("{0}")]
+    Conflict(String),
     /// Any other 4xx with its own status (from axum's rejections: 413, 415, 405...).
     #[error("{1}")]
     Status(StatusCode, String),
@@ -81,6 +84,7 @@ impl AppError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Status(s, _) => *s,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,6 +129,21 @@ impl IntoResponse for AppError {
         }
         res
     }
+}
+
+/// The answer to a request whose handler panicked (for `CatchPanicLayer`): a 500 problem
+/// with the safe message; the panic's text is logged here, once, never shown.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(not a string)".into());
+    tracing::error!(panic = %text, "a request handler panicked");
+    problem_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "an internal error occurred; it has been logged".into(),
+    )
 }
 
 /// Result of a handler.

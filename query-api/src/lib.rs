@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bulk;
 pub mod cursor;
 pub mod deliveries;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod health;
 pub mod ops;
 pub mod publisher;
 pub mod retries;
+pub mod serve;
 pub mod state;
 pub mod tokens;
 pub mod webhooks;
@@ -30,7 +32,7 @@ use axum::{
 use hookrelay_shared::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::{timeout::TimeoutLayer, trace::TraceLayer};
+use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::TraceLayer};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -84,6 +86,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(deliveries::detail))
         .routes(routes!(retries::retry_one))
         .routes(routes!(retries::retry_bulk))
+        .routes(routes!(retries::bulk_job))
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
         .routes(routes!(webhooks::rotate_secret))
@@ -118,10 +121,16 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        // A bug that panics a handler answers a 500 problem instead of dropping the connection.
+        .layer(CatchPanicLayer::custom(error::panic_response))
         // 503 (not 408): the server, not the client, was too slow.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.in_flight.clone(),
+            ops::shed_load,
         ))
         .layer(middleware::from_fn(ops::problem_for_bare_errors))
         .layer(middleware::from_fn_with_state(state.clone(), ops::count_requests))
@@ -129,21 +138,75 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled, then lets in-flight requests
-/// and background bulk retries finish within the shutdown grace period.
+/// Serves the API on `listener` and runs the bulk-retry worker until `shutdown` is cancelled,
+/// then lets in-flight requests and the worker's current chunk finish within the grace period.
 pub async fn run(ctx: Context, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let grace = ctx.config.shutdown_grace.0;
-    let state = AppState::new(ctx);
+    run_with(AppState::new(ctx), listener, shutdown).await
+}
+
+/// [`run`] with a state of one's own (tests: a short header-read timeout, a small limit).
+pub async fn run_with(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let grace = state.ctx.config.shutdown_grace.0;
     let app = router(state.clone());
+    let worker = tokio::spawn(bulk::run_worker(
+        state.clone(),
+        state.bulk_wakeup.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), "query API listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    serve::serve(listener, app, state.header_read_timeout, shutdown.clone(), grace).await;
     state.tasks.close();
     if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
-        tracing::warn!("bulk retries still publishing at the end of the grace period; the rest are dropped");
+        tracing::warn!("background tasks still running at the end of the grace period");
+    }
+    // The worker stops between chunks and hands its job back; whatever is left is continued
+    // by another replica, or by this one after a restart.
+    if tokio::time::timeout(grace, worker).await.is_err() {
+        tracing::warn!("the bulk-retry worker did not stop within the grace period");
     }
     state.publisher.close().await;
     state.log_db.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request, routing::get};
+    use tower::ServiceExt;
+    use tower_http::catch_panic::CatchPanicLayer;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_500_problem() {
+        let app: axum::Router = axum::Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("a bug");
+                    }
+                    "unreachable"
+                }),
+            )
+            .layer(CatchPanicLayer::custom(crate::error::panic_response));
+        let req = Request::get("/boom").body(Body::empty()).expect("request");
+        let res = app
+            .oneshot(req)
+            .await
+            .expect("a response, not a dropped connection");
+        assert_eq!(res.status(), 500);
+        assert_eq!(
+            res.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            Some(crate::error::PROBLEM_JSON)
+        );
+        let body = axum::body::to_bytes(res.into_body(), 64 * 1024)
+            .await
+            .expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["status"], 500);
+        assert!(!v["detail"].as_str().unwrap_or_default().contains("a bug"), "{v}");
+    }
 }

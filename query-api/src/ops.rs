@@ -9,11 +9,18 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use hookrelay_shared::{health, metrics};
+use std::sync::Arc;
+
+use hookrelay_shared::{event::rfc3339, health, metrics};
 use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
-use crate::{error::problem_response, state::AppState};
+use crate::{
+    error::problem_response,
+    state::{AppState, READY_CACHE},
+};
 
 /// Liveness: the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = String)))]
@@ -28,6 +35,8 @@ pub struct ReadinessOut {
     pub postgres: bool,
     pub redis: bool,
     pub rabbitmq: bool,
+    /// When the dependencies were checked (answers are reused for up to 2 s).
+    pub checked_at: String,
 }
 
 /// Readiness: PostgreSQL, Redis and RabbitMQ reachable right now.
@@ -39,12 +48,26 @@ pub struct ReadinessOut {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessOut>) {
-    let r = health::check(&state.ctx).await;
+    // One check at a time per replica, its answer reused for READY_CACHE: concurrent probes
+    // wait for the check in progress instead of each opening connections.
+    let (at, r) = {
+        let mut cached = state.readiness.lock().await;
+        match cached.as_ref() {
+            Some((made, at, r)) if made.elapsed() < READY_CACHE => (*at, r.clone()),
+            _ => {
+                let r = health::check(&state.ctx).await;
+                let at = OffsetDateTime::now_utc();
+                *cached = Some((std::time::Instant::now(), at, r.clone()));
+                (at, r)
+            }
+        }
+    };
     let out = ReadinessOut {
         ready: r.ready(),
         postgres: r.postgres,
         redis: r.redis,
         rabbitmq: r.rabbitmq,
+        checked_at: rfc3339(at),
     };
     let status = if out.ready {
         StatusCode::OK
@@ -70,7 +93,9 @@ fn route_class(path: Option<&str>) -> &'static str {
     match p {
         "/api/v1/deliveries" => "deliveries_list",
         "/api/v1/deliveries/{id}" => "deliveries_detail",
-        "/api/v1/deliveries/retry" | "/api/v1/deliveries/{id}/retry" => "deliveries_retry",
+        "/api/v1/deliveries/retry"
+        | "/api/v1/deliveries/{id}/retry"
+        | "/api/v1/deliveries/retry/{job_id}" => "deliveries_retry",
         "/api/v1/openapi.json" => "openapi",
         "/healthz" | "/readyz" | "/metrics" => "operations",
         p if p.starts_with("/api/v1/webhooks") => "webhooks",
@@ -136,6 +161,25 @@ pub async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
         }
     }
     out
+}
+
+/// Load shedding: beyond the limit of requests in flight, a 503 problem at once (not a queue
+/// that grows until every request times out). `/healthz` is never shed, so an overloaded
+/// replica is not also restarted by its liveness probe.
+pub async fn shed_load(State(limit): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = limit.try_acquire_owned() else {
+        let mut res = problem_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at its limit of requests in flight; try again shortly".into(),
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return res;
+    };
+    next.run(req).await
 }
 
 /// The fallback for unknown routes.

@@ -1,5 +1,6 @@
 //! What every handler shares: the component context, the lazily connected AMQP publisher and
-//! the tracker of background bulk-retry tasks (so shutdown can wait for them).
+//! the tracker of background tasks (so shutdown can wait for them) and the bulk-retry worker's
+//! wake-up.
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -8,7 +9,9 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use hookrelay_shared::{Context, amqp::Names};
+use hookrelay_shared::{Context, amqp::Names, health::Readiness};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::{health::HealthReader, publisher::Publisher};
@@ -26,7 +29,26 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Reads webhooks' circuit health from Redis.
     pub health: Arc<HealthReader>,
+    /// Wakes this replica's bulk-retry worker when a job is made here.
+    pub bulk_wakeup: Arc<Notify>,
+    /// Failed attempts read per bulk-retry chunk ([`crate::bulk::CHUNK`]; smaller in tests).
+    pub bulk_chunk: i64,
+    /// The last readiness check and when it was made (`/readyz` answers from it for
+    /// [`READY_CACHE`]).
+    pub readiness: Arc<Mutex<Option<(std::time::Instant, OffsetDateTime, Readiness)>>>,
+    /// Requests in flight at once; beyond, a 503 problem at once ([`MAX_IN_FLIGHT`]).
+    pub in_flight: Arc<Semaphore>,
+    /// A connection that has not sent a whole request head within this is closed.
+    pub header_read_timeout: Duration,
 }
+
+/// How long a readiness answer is reused: a probe every second does not open an AMQP and a
+/// Redis connection every second.
+pub const READY_CACHE: Duration = Duration::from_secs(2);
+/// Default limit of requests in flight per replica (load shedding).
+pub const MAX_IN_FLIGHT: usize = 512;
+/// Default header-read timeout (slowloris).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl AppState {
     /// State for `ctx` with the default request timeout (30 s).
@@ -42,6 +64,11 @@ impl AppState {
             publisher,
             tasks: TaskTracker::new(),
             request_timeout: Duration::from_secs(30),
+            bulk_wakeup: Arc::new(Notify::new()),
+            bulk_chunk: crate::bulk::CHUNK,
+            readiness: Arc::new(Mutex::new(None)),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            header_read_timeout: HEADER_READ_TIMEOUT,
         }
     }
 }

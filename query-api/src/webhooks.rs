@@ -5,6 +5,7 @@ use axum::{Json, extract::State, http::StatusCode};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookrelay_shared::{
     event::rfc3339,
+    retry::RetryPolicySpec,
     signature::Secret,
     webhooks::{self, InvalidField, NewWebhook, Webhook, WebhookPatch},
 };
@@ -151,6 +152,17 @@ fn invalid(e: InvalidField) -> AppError {
     AppError::unprocessable(e.to_string())
 }
 
+/// A policy's durations may not exceed the retention (a retry after its delivery was purged
+/// can't be made); 422 naming the field.
+fn check_policy_bounds(policy: Option<&RetryPolicySpec>, state: &AppState) -> AppResult<()> {
+    match policy {
+        Some(p) => p
+            .validate_bounds(state.ctx.config.retention.0)
+            .map_err(|r| AppError::unprocessable(format!("retry_policy: {r}"))),
+        None => Ok(()),
+    }
+}
+
 fn not_found(id: Uuid) -> AppError {
     AppError::NotFound(format!("no webhook with id {id}"))
 }
@@ -228,6 +240,7 @@ pub async fn create(
 ) -> AppResult<(StatusCode, Json<WebhookOut>)> {
     new.validate(state.ctx.config.allow_private_targets)
         .map_err(invalid)?;
+    check_policy_bounds(new.retry_policy.as_ref(), &state)?;
     let (webhook, secret) = webhooks::create(&state.ctx.db, new).await?;
     tracing::info!(webhook_id = %webhook.id, token_id = %auth.token.id, "webhook created");
     Ok((StatusCode::CREATED, Json(WebhookOut::new(webhook, Some(&secret)))))
@@ -281,6 +294,7 @@ pub async fn update(
     patch
         .validate(state.ctx.config.allow_private_targets)
         .map_err(invalid)?;
+    check_policy_bounds(patch.retry_policy.as_ref().and_then(Option::as_ref), &state)?;
     let w = webhooks::update(&state.ctx.db, id, patch)
         .await?
         .ok_or_else(|| not_found(id))?;
@@ -318,9 +332,40 @@ pub async fn delete(
 pub struct RotateSecret {
     /// A secret of your own; generated when absent.
     pub secret: Option<String>,
+    /// How long the previous secrets keep signing beside the new one: `24h` (the default),
+    /// at most `7d`; `0s` stops them at once (for a leaked secret).
+    // Any JSON here, so that a wrong type is an error naming the field.
+    #[schema(value_type = Option<String>, example = "24h")]
+    pub expire_previous_in: Option<serde_json::Value>,
 }
 
-/// Replaces the secret; the previous one keeps signing beside it for 24 hours.
+/// The overlap a rotation asks for; 422 naming `expire_previous_in` when it is not a duration
+/// or longer than [`webhooks::MAX_ROTATION_OVERLAP`].
+fn parse_overlap(v: Option<&serde_json::Value>) -> AppResult<time::Duration> {
+    let v = match v {
+        None | Some(serde_json::Value::Null) => return Ok(webhooks::ROTATION_OVERLAP),
+        Some(serde_json::Value::String(s)) => s.as_str(),
+        Some(_) => {
+            return Err(AppError::unprocessable(
+                "expire_previous_in: must be a duration string such as `24h` or `0s`",
+            ));
+        }
+    };
+    let d = hookrelay_shared::duration::parse_duration(v)
+        .map_err(|e| AppError::unprocessable(format!("expire_previous_in: {}", truncate(&e, 100))))?;
+    match time::Duration::try_from(d) {
+        Ok(d) if d <= webhooks::MAX_ROTATION_OVERLAP => Ok(d),
+        _ => Err(AppError::unprocessable(format!(
+            "expire_previous_in: at most {}",
+            hookrelay_shared::duration::format_duration(
+                webhooks::MAX_ROTATION_OVERLAP.try_into().unwrap_or_default()
+            )
+        ))),
+    }
+}
+
+/// Replaces the secret; the previous ones keep signing beside it for `expire_previous_in`
+/// (24 hours by default). At most 3 secrets are live at once: the oldest extra ones stop at once.
 #[utoipa::path(
     post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = Uuid, Path)),
     request_body(content = Option<RotateSecret>, description = "Optional"),
@@ -350,7 +395,8 @@ pub async fn rotate_secret(
         .secret
         .map(|s| Secret::parse_strict(&s).map_err(|e| AppError::unprocessable(format!("secret: {e}"))))
         .transpose()?;
-    let secret = webhooks::rotate_secret(&state.ctx.db, id, new)
+    let overlap = parse_overlap(req.expire_previous_in.as_ref())?;
+    let secret = webhooks::rotate_secret_with(&state.ctx.db, id, new, overlap)
         .await?
         .ok_or_else(|| not_found(id))?;
     let w = webhooks::get(&state.ctx.db, id)

@@ -202,6 +202,33 @@ impl Config {
         {
             return bad("DISABLE_AFTER", "must be `off` or between 1ms and 365d".into());
         }
+        if self.retry_max > crate::retry::MAX_RETRIES_LIMIT {
+            return bad(
+                "RETRY_MAX",
+                format!("at most {}", crate::retry::MAX_RETRIES_LIMIT),
+            );
+        }
+        if self.retry_window.0 > self.retention.0 {
+            return bad(
+                "RETRY_WINDOW",
+                "must not be longer than HOOKRELAY_RETENTION".into(),
+            );
+        }
+        if let Some(list) = &self.retry_schedule {
+            if list.0.len() > crate::retry::MAX_RETRIES_LIMIT as usize {
+                return bad(
+                    "RETRY_SCHEDULE",
+                    format!("at most {} entries", crate::retry::MAX_RETRIES_LIMIT),
+                );
+            }
+            let sum = list.0.iter().fold(Duration::ZERO, |a, d| a.saturating_add(*d));
+            if sum > self.retention.0 {
+                return bad(
+                    "RETRY_SCHEDULE",
+                    "its delays must not add up to more than HOOKRELAY_RETENTION".into(),
+                );
+            }
+        }
         if self.attempt_lease.0 <= self.request_timeout.0 {
             return bad(
                 "ATTEMPT_LEASE",
@@ -357,5 +384,25 @@ mod tests {
         assert!(err.to_string().contains("HOOKRELAY_API_ADDR"), "{err}");
         let err = load(&[("HOOKRELAY_NAMESPACE", "a b")]).expect_err("rejected");
         assert!(err.to_string().contains("HOOKRELAY_NAMESPACE"), "{err}");
+    }
+
+    #[test]
+    fn retry_settings_longer_than_the_retention_are_refused_naming_the_key() {
+        for (vars, key) in [
+            (
+                vec![("HOOKRELAY_RETRY_WINDOW", "3000000d")],
+                "HOOKRELAY_RETRY_WINDOW",
+            ),
+            (
+                vec![("HOOKRELAY_RETRY_SCHEDULE", "1s,31d")],
+                "HOOKRELAY_RETRY_SCHEDULE",
+            ),
+            (vec![("HOOKRELAY_RETRY_MAX", "100000")], "HOOKRELAY_RETRY_MAX"),
+        ] {
+            let err = load(&vars).expect_err(key);
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let c = load(&[("HOOKRELAY_RETENTION", "60d"), ("HOOKRELAY_RETRY_WINDOW", "45d")]).expect("loads");
+        assert_eq!(c.retry_window.0, Duration::from_secs(45 * 86_400));
     }
 }

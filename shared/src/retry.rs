@@ -37,8 +37,22 @@ pub struct RetryPolicySpec {
     pub schedule: Option<Vec<HumanDuration>>,
 }
 
-/// Most retries a policy may ask for.
+/// Most retries a policy may ask for (and most entries of a schedule).
 pub const MAX_RETRIES_LIMIT: u32 = 100;
+
+/// The longest delay [`next_delay`] ever returns, whatever the policy (one stored before
+/// policies were bounded included), so `now + delay` can never overflow a time.
+pub const MAX_DELAY: Duration = Duration::from_secs(366 * 86_400);
+
+/// The sum of `delays`, saturating instead of overflowing.
+fn total(delays: &[Duration]) -> Duration {
+    delays.iter().fold(Duration::ZERO, |a, d| a.saturating_add(*d))
+}
+
+/// `now + delay`, or `None` when that is not a representable time.
+pub fn retry_at(now: time::OffsetDateTime, delay: Duration) -> Option<time::OffsetDateTime> {
+    now.checked_add(time::Duration::try_from(delay).ok()?)
+}
 
 impl RetryPolicySpec {
     /// Checks the spec, saying what is wrong.
@@ -66,6 +80,31 @@ impl RetryPolicySpec {
         }
     }
 
+    /// Checks the spec's durations against `max` (the retention: a retry after its delivery was
+    /// purged can't be made). The error names the field, e.g. `window: ...`.
+    pub fn validate_bounds(&self, max: Duration) -> Result<(), String> {
+        let max_text = crate::duration::format_duration(max);
+        if let Some(w) = self.window
+            && w.0 > max
+        {
+            return Err(format!("window: `{w}` is longer than the retention ({max_text})"));
+        }
+        if let Some(s) = &self.schedule {
+            if let Some((i, d)) = s.iter().enumerate().find(|(_, d)| d.0 > max) {
+                return Err(format!(
+                    "schedule[{i}]: `{d}` is longer than the retention ({max_text})"
+                ));
+            }
+            let sum: Vec<Duration> = s.iter().map(|d| d.0).collect();
+            if total(&sum) > max {
+                return Err(format!(
+                    "schedule: the delays add up to more than the retention ({max_text})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The policy this spec means, filling gaps from `default`.
     pub fn resolve(&self, default: &RetryPolicy) -> RetryPolicy {
         if let Some(s) = &self.schedule {
@@ -73,7 +112,7 @@ impl RetryPolicySpec {
         }
         let (dm, dw) = match default {
             RetryPolicy::Exponential { max_retries, window } => (*max_retries, *window),
-            RetryPolicy::Schedule(s) => (s.len() as u32, s.iter().sum()),
+            RetryPolicy::Schedule(s) => (s.len() as u32, total(s)),
         };
         RetryPolicy::Exponential {
             max_retries: self.max_retries.unwrap_or(dm),
@@ -95,7 +134,7 @@ impl RetryPolicy {
     pub fn window(&self) -> Duration {
         match self {
             Self::Exponential { window, .. } => *window,
-            Self::Schedule(s) => s.iter().sum(),
+            Self::Schedule(s) => total(s),
         }
     }
 
@@ -110,7 +149,8 @@ impl RetryPolicy {
                 // d_i = base * 2^(i-1), sum = base * (2^N - 1) = window.
                 let total_units = 2f64.powi(*max_retries as i32) - 1.0;
                 let base = window.as_secs_f64() / total_units;
-                Some(Duration::from_secs_f64(base * 2f64.powi(n as i32 - 1)))
+                // Checked: a NaN or overflowing value (a zero-length or absurd policy) is no delay.
+                Duration::try_from_secs_f64(base * 2f64.powi(n as i32 - 1)).ok()
             }
         }
     }
@@ -150,7 +190,7 @@ pub fn next_delay<R: Rng + ?Sized>(
         // schedule still ends inside it. (A written schedule is used as written.)
         delay = delay.min(left);
     }
-    Some(delay)
+    Some(delay.min(MAX_DELAY))
 }
 
 /// Parses a `Retry-After` header: delay-seconds, or an HTTP date relative to `now`.
@@ -281,6 +321,54 @@ mod tests {
             serde_json::from_str(r#"{"max_retries":5,"schedule":["1s"]}"#).expect("parses");
         assert!(spec.validate().is_err());
         assert!(serde_json::from_str::<RetryPolicySpec>(r#"{"bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn durations_longer_than_the_retention_are_refused_naming_the_field() {
+        let month = Duration::from_secs(30 * 86_400);
+        for (json, field) in [
+            (r#"{"window":"3000000d"}"#, "window"),
+            (r#"{"max_retries":3,"window":"31d"}"#, "window"),
+            (r#"{"schedule":["1s","3000000d"]}"#, "schedule[1]"),
+            (r#"{"schedule":["20d","20d"]}"#, "schedule"),
+        ] {
+            let spec: RetryPolicySpec = serde_json::from_str(json).expect("parses");
+            let err = spec.validate_bounds(month).expect_err(json);
+            assert!(err.starts_with(field), "{json}: {err}");
+        }
+        let ok: RetryPolicySpec = serde_json::from_str(r#"{"schedule":["1s","29d"]}"#).expect("parses");
+        assert!(ok.validate_bounds(month).is_ok());
+    }
+
+    #[test]
+    fn an_absurd_stored_policy_never_yields_a_delay_that_overflows_a_time() {
+        let huge = Duration::from_millis(u64::MAX);
+        let mut rng = StdRng::seed_from_u64(1);
+        for p in [
+            RetryPolicy::Schedule(vec![huge; 100]),
+            RetryPolicy::Exponential {
+                max_retries: 100,
+                window: huge,
+            },
+            RetryPolicy::Exponential {
+                max_retries: 1,
+                window: huge,
+            },
+        ] {
+            let _ = p.window();
+            for failures in 1..=100 {
+                let f = FailedAttempt {
+                    failures,
+                    since_first_failure: Duration::ZERO,
+                    retry_after: Some(huge),
+                };
+                if let Some(d) = next_delay(&p, f, &mut rng) {
+                    assert!(d <= MAX_DELAY);
+                    assert!(retry_at(time::OffsetDateTime::now_utc(), d).is_some());
+                }
+            }
+        }
+        assert!(retry_at(time::OffsetDateTime::now_utc(), huge).is_none());
     }
 
     proptest! {

@@ -12,6 +12,10 @@ use crate::{matching::is_valid_pattern, retry::RetryPolicySpec, signature::Secre
 pub const CHANGES_CHANNEL: &str = "hookrelay_webhooks";
 /// How long a rotated-out secret keeps signing beside the new one.
 pub const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
+/// The longest overlap a rotation may ask for ([`rotate_secret_with`]).
+pub const MAX_ROTATION_OVERLAP: time::Duration = time::Duration::days(7);
+/// Most secrets live (signing) at once; a rotation expires the oldest extra ones at once.
+pub const MAX_LIVE_SECRETS: i64 = 3;
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_PATTERNS: usize = 100;
 
@@ -271,6 +275,19 @@ pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Webhook>> {
 /// Replaces the current secret with a new one; the old one keeps signing for 24 h.
 /// Returns `None` when there is no such webhook.
 pub async fn rotate_secret(pool: &PgPool, id: Uuid, new: Option<Secret>) -> sqlx::Result<Option<Secret>> {
+    rotate_secret_with(pool, id, new, ROTATION_OVERLAP).await
+}
+
+/// [`rotate_secret`] with the overlap chosen: the previous secrets keep signing for `overlap`
+/// at most (zero: they stop at once, for a leaked secret), and of the live secrets only the
+/// newest [`MAX_LIVE_SECRETS`] are kept. `overlap` is clamped to 0..=[`MAX_ROTATION_OVERLAP`].
+pub async fn rotate_secret_with(
+    pool: &PgPool,
+    id: Uuid,
+    new: Option<Secret>,
+    overlap: time::Duration,
+) -> sqlx::Result<Option<Secret>> {
+    let overlap = overlap.clamp(time::Duration::ZERO, MAX_ROTATION_OVERLAP);
     let mut tx = pool.begin().await?;
     let exists: Option<Uuid> =
         sqlx::query_scalar("SELECT id FROM webhooks WHERE id = $1 AND deleted_at IS NULL FOR UPDATE")
@@ -286,7 +303,7 @@ pub async fn rotate_secret(pool: &PgPool, id: Uuid, new: Option<Secret>) -> sqlx
          WHERE webhook_id = $1 AND (expires_at IS NULL OR expires_at > now() + $2)",
     )
     .bind(id)
-    .bind(ROTATION_OVERLAP)
+    .bind(overlap)
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1 AND expires_at <= now()")
@@ -299,6 +316,16 @@ pub async fn rotate_secret(pool: &PgPool, id: Uuid, new: Option<Secret>) -> sqlx
         .bind(secret.expose())
         .execute(&mut *tx)
         .await?;
+    // Rows made in this transaction share now(): the id (UUIDv7) breaks the tie.
+    sqlx::query(
+        "DELETE FROM webhook_secrets WHERE webhook_id = $1 AND id NOT IN (
+             SELECT id FROM webhook_secrets WHERE webhook_id = $1 AND (expires_at IS NULL OR expires_at > now())
+             ORDER BY created_at DESC, id DESC LIMIT $2)",
+    )
+    .bind(id)
+    .bind(MAX_LIVE_SECRETS)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE webhooks SET updated_at = now() WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -212,3 +212,51 @@ async fn bad_bodies_are_4xx_problems_never_500() {
     .assert_problem(422, "role");
     api.stop().await;
 }
+
+#[tokio::test]
+async fn times_out_of_range_in_utc_are_4xx_problems_not_dropped_connections() {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let api = Api::start().await;
+    let admin = api.admin.clone();
+    // Each is a valid RFC 3339 time whose UTC lies past year 9999 or before year 1.
+    let extremes = [
+        "9999-12-31T23:59:59-23:59",
+        "0000-01-01T00:00:00%2B23:59",
+        "-9999-01-01T00:00:00Z",
+    ];
+    for t in extremes {
+        for param in ["since", "until"] {
+            let res = api.get(&format!("/api/v1/deliveries?{param}={t}")).await;
+            res.assert_problem(400, param);
+        }
+    }
+    for t in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+23:59"] {
+        for param in ["since", "until"] {
+            let res = api
+                .call(
+                    Method::POST,
+                    "/api/v1/deliveries/retry",
+                    Some(&admin),
+                    Some(&json!({ param: t })),
+                )
+                .await;
+            assert!(
+                res.status == 400 || res.status == 422,
+                "{param}={t}: {}",
+                res.text
+            );
+            res.assert_problem(res.status.as_u16(), param);
+        }
+    }
+    // A cursor (well-formed, for this sort) whose time is the start of the time crate's range.
+    let t = time::Date::MIN.midnight().assume_utc().unix_timestamp_nanos() / 1000;
+    let cursor = URL_SAFE_NO_PAD.encode(format!(
+        r#"{{"s":"attempted_at","o":"desc","t":{t},"i":"00000000-0000-0000-0000-000000000000"}}"#
+    ));
+    api.get(&format!("/api/v1/deliveries?cursor={cursor}"))
+        .await
+        .assert_problem(400, "cursor");
+    // The server is still up and answering.
+    assert_eq!(api.get("/api/v1/deliveries").await.status, 200);
+    api.stop().await;
+}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod bulk;
 mod deliveries;
 mod details;
 mod ops;

@@ -72,6 +72,11 @@ impl Api {
     }
 
     pub async fn start_in(env: TestEnv) -> Self {
+        Self::start_tuned(env, |_| {}).await
+    }
+
+    /// An API whose state is adjusted first (a short header-read timeout, a small limit...).
+    pub async fn start_tuned(env: TestEnv, adjust: impl FnOnce(&mut hookrelay_query_api::AppState)) -> Self {
         let mut t = vec![];
         for role in [Role::Viewer, Role::Admin, Role::Owner] {
             let (token, _) = tokens::create(&env.db, role.as_str(), role).await.expect("token");
@@ -80,7 +85,9 @@ impl Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let stop = CancellationToken::new();
-        let task = tokio::spawn(hookrelay_query_api::run(env.context(), listener, stop.clone()));
+        let mut state = hookrelay_query_api::AppState::new(env.context());
+        adjust(&mut state);
+        let task = tokio::spawn(hookrelay_query_api::run_with(state, listener, stop.clone()));
         let owner = t.pop().expect("owner");
         let admin = t.pop().expect("admin");
         let viewer = t.pop().expect("viewer");
