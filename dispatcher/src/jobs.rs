@@ -49,7 +49,7 @@ pub async fn consume(core: Arc<Core>, channel: Channel, shutdown: CancellationTo
         // No slot is taken here: the job's attempt goes through its webhook's lane like any
         // other (started, briefly queued or deferred), and the prefetch bounds the jobs held.
         let c = core.clone();
-        core.tasks.spawn(async move { handle(&c, delivery).await });
+        core.tasks.spawn(async move { handle_safely(c, delivery).await });
     }
     let _ = channel
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
@@ -75,6 +75,25 @@ pub enum Outcome {
     Done,
     /// Nothing to send (stale job, deleted webhook, ...).
     Skipped(&'static str),
+}
+
+/// [`handle`], with a panic turned into a nack (after a pause): never left unacked.
+async fn handle_safely(core: Arc<Core>, delivery: Delivery) {
+    use futures::FutureExt;
+    let acker = delivery.acker.clone();
+    let outcome = std::panic::AssertUnwindSafe(handle(&core, delivery))
+        .catch_unwind()
+        .await;
+    if outcome.is_err() {
+        tracing::error!("handling a delivery job panicked; requeued");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = acker
+            .nack(BasicNackOptions {
+                multiple: false,
+                requeue: true,
+            })
+            .await;
+    }
 }
 
 async fn handle(core: &Arc<Core>, delivery: Delivery) {

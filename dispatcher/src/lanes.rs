@@ -287,3 +287,137 @@ impl Lanes {
             .cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hookrelay_shared::webhooks::{Target, Webhook};
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::guard::Circuit;
+
+    fn attempt(cap: u32, trigger: Trigger) -> Attempt {
+        let now = OffsetDateTime::now_utc();
+        let webhook = Webhook {
+            id: Uuid::nil(),
+            name: "w".into(),
+            url: "http://127.0.0.1:9/".into(),
+            event_types: vec!["*".into()],
+            enabled: true,
+            retry_policy: None,
+            max_in_flight: cap,
+            rate_limit: None,
+            disabled_reason: None,
+            disabled_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let req = AttemptRequest {
+            delivery_id: Uuid::now_v7(),
+            event_id: "evt".into(),
+            event_received_at: now,
+            event_type: "a.b".into(),
+            body: Arc::from("{}"),
+            target: Arc::new(Target {
+                webhook,
+                secrets: vec![],
+            }),
+            attempt: 1,
+            trigger,
+            delivery_created_at: now,
+        };
+        Attempt::new(req, None)
+    }
+
+    #[test]
+    fn a_lane_starts_up_to_its_cap_queues_behind_it_and_moves_on_when_one_ends() {
+        let lanes = Lanes::default();
+        let lane = lanes.get(Uuid::nil());
+        let permits = Arc::new(Semaphore::new(100));
+        let mut started = Vec::new();
+        for _ in 0..3 {
+            let m = lane.offer(attempt(2, Trigger::Initial), &permits, 0);
+            started.extend(m.start);
+            assert!(m.defer.is_empty());
+        }
+        assert_eq!(started.len(), 2, "two start, the third waits");
+        assert_eq!(lane.in_flight(), 2);
+        let m = lane.release(Duration::from_millis(5), &permits, 0, false);
+        assert_eq!(m.start.len(), 1, "the waiting one starts when a slot frees");
+        assert_eq!(lane.in_flight(), 2);
+    }
+
+    #[test]
+    fn without_a_request_in_flight_nothing_waits_it_is_deferred() {
+        let lanes = Lanes::default();
+        let lane = lanes.get(Uuid::nil());
+        // No process slot free: the lane has nothing in flight to move a queue on.
+        let permits = Arc::new(Semaphore::new(0));
+        let m = lane.offer(attempt(32, Trigger::Initial), &permits, 1_000);
+        assert!(m.start.is_empty());
+        assert_eq!(m.defer.len(), 1);
+        assert_eq!(m.defer[0].2, "in_flight");
+        assert!(m.defer[0].1 > 1_000, "deferred to later");
+    }
+
+    #[test]
+    fn a_full_queue_defers_and_spreads_the_deferrals() {
+        let lanes = Lanes::default();
+        let lane = lanes.get(Uuid::nil());
+        let permits = Arc::new(Semaphore::new(100));
+        let cap = 1;
+        let first = lane.offer(attempt(cap, Trigger::Initial), &permits, 0);
+        assert_eq!(first.start.len(), 1);
+        let mut deferred = Vec::new();
+        for _ in 0..(queue_cap(cap) + 10) {
+            deferred.extend(lane.offer(attempt(cap, Trigger::Initial), &permits, 0).defer);
+        }
+        assert_eq!(
+            deferred.len(),
+            10,
+            "beyond the queue's bound, attempts are deferred"
+        );
+        let times: Vec<i64> = deferred.iter().map(|d| d.1).collect();
+        assert!(
+            times.windows(2).all(|w| w[1] > w[0]),
+            "each later than the last: {times:?}"
+        );
+    }
+
+    #[test]
+    fn manual_attempts_wait_rather_than_being_deferred() {
+        let lanes = Lanes::default();
+        let lane = lanes.get(Uuid::nil());
+        let permits = Arc::new(Semaphore::new(0));
+        let m = lane.offer(attempt(1, Trigger::Manual), &permits, 0);
+        assert!(m.start.is_empty() && m.defer.is_empty(), "queued");
+    }
+
+    #[test]
+    fn a_pause_seen_when_a_request_ends_defers_what_waits() {
+        let lanes = Lanes::default();
+        let lane = lanes.get(Uuid::nil());
+        let permits = Arc::new(Semaphore::new(100));
+        assert_eq!(
+            lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
+            1
+        );
+        for _ in 0..3 {
+            assert!(
+                lane.offer(attempt(1, Trigger::Initial), &permits, 0)
+                    .defer
+                    .is_empty()
+            );
+        }
+        lane.set_view(View {
+            circuit: Circuit::Closed,
+            fails: 0,
+            open_until_ms: 0,
+            pause_until_ms: 5_000,
+        });
+        let m = lane.release(Duration::from_millis(5), &permits, 1_000, false);
+        assert!(m.start.is_empty(), "nothing starts during the pause");
+        assert_eq!(m.defer.len(), 3);
+        assert!(m.defer.iter().all(|d| d.2 == "retry_after" && d.1 == 5_000));
+    }
+}

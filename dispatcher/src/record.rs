@@ -74,10 +74,9 @@ impl Plan {
             since_first_failure: since.try_into().unwrap_or(Duration::ZERO),
             retry_after: out.retry_after,
         };
-        match retry::next_delay(&policy, failed, &mut rand::rng()) {
-            Some(delay) => Plan::Retry {
-                at: OffsetDateTime::now_utc() + delay,
-            },
+        let now = OffsetDateTime::now_utc();
+        match retry::next_delay(&policy, failed, &mut rand::rng()).and_then(|d| retry::retry_at(now, d)) {
+            Some(at) => Plan::Retry { at },
             None => Plan::Exhausted,
         }
     }

@@ -139,7 +139,12 @@ pub fn parse_event(bytes: &[u8], max_bytes: usize, received_at: OffsetDateTime) 
         Some(raw) if raw.get() == "null" => received_at,
         Some(raw) => {
             let s: String = serde_json::from_str(raw.get()).map_err(|_| EventError::BadOccurredAt)?;
-            OffsetDateTime::parse(&s, &Rfc3339).map_err(|_| EventError::BadOccurredAt)?
+            let t = OffsetDateTime::parse(&s, &Rfc3339).map_err(|_| EventError::BadOccurredAt)?;
+            // Stored as timestamptz (UTC): a time that leaves years 1-9999 once converted
+            // (e.g. 9999-12-31T23:59:59-23:59) would panic the database encoder.
+            t.checked_to_offset(time::UtcOffset::UTC)
+                .filter(|u| (1..=9999).contains(&u.year()))
+                .ok_or(EventError::BadOccurredAt)?
         }
     };
     let body =
@@ -150,6 +155,28 @@ pub fn parse_event(bytes: &[u8], max_bytes: usize, received_at: OffsetDateTime) 
         occurred_at,
         body,
     })
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn an_occurred_at_out_of_range_in_utc_is_refused_not_a_panic() {
+        let now = OffsetDateTime::now_utc();
+        for t in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+23:59"] {
+            let body = format!(r#"{{"type":"a.b","data":{{}},"occurred_at":"{t}"}}"#);
+            assert!(
+                matches!(
+                    parse_event(body.as_bytes(), 1 << 20, now),
+                    Err(EventError::BadOccurredAt)
+                ),
+                "{t}"
+            );
+        }
+        let ok = r#"{"type":"a.b","data":{},"occurred_at":"2026-12-01T10:00:00+02:00"}"#;
+        assert!(parse_event(ok.as_bytes(), 1 << 20, now).is_ok());
+    }
 }
 
 #[derive(Serialize)]

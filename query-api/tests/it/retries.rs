@@ -153,7 +153,10 @@ async fn a_connection_refused_attempt_has_no_response_and_an_error() {
 async fn a_bulk_retry_after_an_outage_delivers_every_failed_event_once() {
     let receiver = Receiver::start_with(|_| Reply::status(503, "down for maintenance")).await;
     let other = Receiver::start_with(|_| Reply::status(500, "also down")).await;
-    let api = Api::start().await;
+    // Eight failures in a row would open each webhook's circuit and defer the last three
+    // first attempts (the breaker is tested in tests/it/isolation.rs): kept closed here.
+    let api =
+        Api::start_in(hookrelay_shared::testing::TestEnv::with(|c| c.circuit_failures = 100).await).await;
     let hook = webhook(&api.env, "Outage", &receiver.url("/in"), &["license.*"]).await;
     let untouched = webhook(&api.env, "Other", &other.url("/in"), &["license.*"]).await;
     let run = Running::start(api).await;
