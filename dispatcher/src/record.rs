@@ -236,6 +236,7 @@ struct Columns {
     response_headers: Vec<Option<String>>,
     body: Vec<Option<String>>,
     truncated: Vec<bool>,
+    headers_truncated: Vec<bool>,
     error: Vec<Option<String>>,
     duration_ms: Vec<i32>,
     attempted_at: Vec<OffsetDateTime>,
@@ -266,6 +267,7 @@ impl Columns {
                 .push(out.response_headers.as_ref().map(|h| h.to_string()));
             c.body.push(out.response_body.clone());
             c.truncated.push(out.response_body_truncated);
+            c.headers_truncated.push(out.response_headers_truncated);
             c.error.push(out.error.clone());
             c.duration_ms
                 .push(out.duration.as_millis().min(i32::MAX as u128) as i32);
@@ -283,15 +285,15 @@ impl Columns {
 const INSERT_ATTEMPTS: &str = "
 INSERT INTO attempts (id, delivery_id, event_id, event_received_at, webhook_id, event_type, category,
     attempt, trigger, status, request_url, request_headers, response_code, response_headers,
-    response_body, response_body_truncated, error, duration_ms, attempted_at)
+    response_body, response_body_truncated, error, duration_ms, attempted_at, response_headers_truncated)
 SELECT u.id, u.delivery_id, u.event_id, u.rat, u.webhook_id, u.event_type, u.category,
     u.attempt, u.trigger, u.status, u.url, u.rh::jsonb, u.code, u.resh::jsonb,
-    u.body, u.trunc, u.error, u.dur, u.at
+    u.body, u.trunc, u.error, u.dur, u.at, u.htrunc
 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[], $6::text[], $7::text[],
     $8::int4[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int4[], $14::text[],
-    $15::text[], $16::bool[], $17::text[], $18::int4[], $19::timestamptz[])
+    $15::text[], $16::bool[], $17::text[], $18::int4[], $19::timestamptz[], $20::bool[])
 AS u(id, delivery_id, event_id, rat, webhook_id, event_type, category, attempt, trigger, status,
-    url, rh, code, resh, body, trunc, error, dur, at)";
+    url, rh, code, resh, body, trunc, error, dur, at, htrunc)";
 
 // In SET, `d.*` is the row before the update. A manual failure leaves an automatic schedule
 // alone; an automatic failure never undoes a success (a manual retry may have won the race).
@@ -348,6 +350,7 @@ async fn write(pool: &PgPool, batch: &[Record]) -> sqlx::Result<(Vec<RetryEntry>
         .bind(&c.error)
         .bind(&c.duration_ms)
         .bind(&c.attempted_at)
+        .bind(&c.headers_truncated)
         .execute(&mut *tx)
         .await?;
     let updated: Vec<Updated> = sqlx::query_as(UPDATE_DELIVERIES)

@@ -4,8 +4,12 @@
 use std::{sync::Arc, time::Duration};
 
 use hookrelay_shared::{
-    Config, VERSION, config::MAX_RESPONSE_BODY_BYTES, duration::format_duration, jobs::Trigger, signature,
-    ssrf, webhooks::Target,
+    Config, VERSION,
+    config::{MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS},
+    duration::format_duration,
+    jobs::Trigger,
+    signature, ssrf,
+    webhooks::Target,
 };
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
@@ -38,6 +42,8 @@ pub struct AttemptOutcome {
     pub response_headers: Option<Value>,
     pub response_body: Option<String>,
     pub response_body_truncated: bool,
+    /// More headers (or header bytes) came than are stored.
+    pub response_headers_truncated: bool,
     pub error: Option<String>,
     pub duration: Duration,
     /// `Retry-After` of a 429 or 503 answer.
@@ -95,6 +101,7 @@ impl Sender {
             response_headers: None,
             response_body: None,
             response_body_truncated: false,
+            response_headers_truncated: false,
             error: None,
             duration: Duration::ZERO,
             retry_after: None,
@@ -153,7 +160,9 @@ impl Sender {
     async fn read_response(&self, mut resp: reqwest::Response, out: &mut AttemptOutcome) {
         let status = resp.status().as_u16();
         out.response_code = Some(status);
-        out.response_headers = Some(headers_json(resp.headers()));
+        let (headers, cut) = capped_headers_json(resp.headers());
+        out.response_headers = Some(headers);
+        out.response_headers_truncated = cut;
         if status == 429 || status == 503 {
             out.retry_after = resp
                 .headers()
@@ -226,6 +235,36 @@ fn headers_json(headers: &HeaderMap) -> Value {
     Value::Object(map)
 }
 
+/// Response headers as a JSON object, at most [`MAX_RESPONSE_HEADERS`] names and
+/// [`MAX_RESPONSE_HEADER_BYTES`] bytes; the flag says whether some were left out.
+fn capped_headers_json(headers: &HeaderMap) -> (Value, bool) {
+    let mut map = Map::new();
+    let mut bytes = 0usize;
+    let mut cut = false;
+    for (name, value) in headers {
+        let v = clean_text(&String::from_utf8_lossy(value.as_bytes()));
+        let cost = name.as_str().len().saturating_add(v.len());
+        let new_name = !map.contains_key(name.as_str());
+        if bytes.saturating_add(cost) > MAX_RESPONSE_HEADER_BYTES
+            || (new_name && map.len() >= MAX_RESPONSE_HEADERS)
+        {
+            cut = true;
+            continue;
+        }
+        bytes += cost;
+        match map.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&v);
+            }
+            _ => {
+                map.insert(name.as_str().to_owned(), Value::String(v));
+            }
+        }
+    }
+    (Value::Object(map), cut)
+}
+
 /// Turns a reqwest error into the short, stable text the delivery log shows.
 pub fn describe_error(err: &reqwest::Error, timeout: Duration) -> String {
     if err.is_timeout() {
@@ -266,6 +305,41 @@ mod tests {
     fn nul_characters_are_replaced() {
         assert_eq!(clean_text("a\0b"), "a\u{fffd}b");
         assert_eq!(clean_text("plain"), "plain");
+    }
+
+    #[test]
+    fn response_headers_are_capped_in_count_and_bytes() {
+        let mut h = HeaderMap::new();
+        for i in 0..100 {
+            h.insert(
+                HeaderName::from_bytes(format!("x-h{i}").as_bytes()).expect("name"),
+                HeaderValue::from_static("v"),
+            );
+        }
+        let (v, cut) = capped_headers_json(&h);
+        assert!(cut);
+        assert_eq!(v.as_object().map(Map::len), Some(MAX_RESPONSE_HEADERS));
+        let mut big = HeaderMap::new();
+        let long = "a".repeat(4000);
+        for i in 0..10 {
+            big.insert(
+                HeaderName::from_bytes(format!("x-b{i}").as_bytes()).expect("name"),
+                HeaderValue::from_str(&long).expect("value"),
+            );
+        }
+        let (v, cut) = capped_headers_json(&big);
+        assert!(cut);
+        let stored: usize = v
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                    .sum()
+            })
+            .unwrap_or(0);
+        assert!(stored <= MAX_RESPONSE_HEADER_BYTES, "{stored}");
+        let (_, cut) = capped_headers_json(&HeaderMap::new());
+        assert!(!cut);
     }
 
     #[test]

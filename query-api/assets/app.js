@@ -460,6 +460,7 @@ function renderDetails(d) {
         ? h('pre', { class: 'block', id: 'response-body', tabindex: 0 }, bodyText(res.body))
         : h('p', { class: 'hint', id: 'response-body' }, '(empty body)'),
       res.body_truncated ? h('p', { class: 'note', id: 'truncated' }, 'Truncated: only the first 64 KiB of this body was stored.') : null,
+      res.headers_truncated ? h('p', { class: 'note' }, 'Headers truncated: only the first 64 headers (16 KiB) were stored.') : null,
       d.error ? h('p', { class: 'errbox' }, sentence(d.error)) : null,
     ]
     : [h('p', { class: 'errbox', id: 'no-response' }, `No response — ${sentence(d.error || 'the request failed before a response came')}`)];

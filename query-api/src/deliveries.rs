@@ -686,6 +686,8 @@ pub struct ResponseInfo {
     pub body: Option<String>,
     /// Whether `body` was cut at 64 KiB.
     pub body_truncated: bool,
+    /// More response headers came than are stored (at most 64 names, 16 KiB).
+    pub headers_truncated: bool,
 }
 
 /// One attempt in full.
@@ -710,6 +712,7 @@ struct DetailRow {
     response_headers: Option<serde_json::Value>,
     response_body: Option<String>,
     response_body_truncated: bool,
+    response_headers_truncated: bool,
     body: Option<String>,
 }
 
@@ -736,7 +739,7 @@ pub async fn detail(
                 a.error, a.attempt, a.trigger, a.attempted_at, a.duration_ms,
                 w.name AS webhook_name, w.url AS webhook_url,
                 a.request_url, a.request_headers, a.response_headers, a.response_body,
-                a.response_body_truncated, e.body
+                a.response_body_truncated, a.response_headers_truncated, e.body
          FROM attempts a
          LEFT JOIN webhooks w ON w.id = a.webhook_id
          LEFT JOIN events e ON e.id = a.event_id AND e.received_at = a.event_received_at
@@ -754,6 +757,7 @@ pub async fn detail(
         headers: row.response_headers.unwrap_or_else(|| serde_json::json!({})),
         body: row.response_body,
         body_truncated: row.response_body_truncated,
+        headers_truncated: row.response_headers_truncated,
     });
     // The stored body is the exact bytes sent; show them as JSON without re-encoding.
     let payload = row.body.and_then(|b| RawValue::from_string(b).ok());

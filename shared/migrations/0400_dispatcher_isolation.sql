@@ -11,3 +11,6 @@ ALTER TABLE deliveries
     ADD COLUMN deferrals       integer NOT NULL DEFAULT 0,
     ADD COLUMN deferred_reason text,
     ADD COLUMN error           text;
+
+-- Response headers are stored capped (count and bytes), like the body; this marks the cut.
+ALTER TABLE attempts ADD COLUMN response_headers_truncated boolean NOT NULL DEFAULT false;

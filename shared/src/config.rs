@@ -16,6 +16,10 @@ use crate::{
 
 /// Bodies of responses are stored up to this many bytes and marked truncated beyond.
 pub const MAX_RESPONSE_BODY_BYTES: usize = 64 * 1024;
+/// Response headers are stored up to this many (names joined) and marked truncated beyond.
+pub const MAX_RESPONSE_HEADERS: usize = 64;
+/// ... and up to this many bytes of names and values in all.
+pub const MAX_RESPONSE_HEADER_BYTES: usize = 16 * 1024;
 
 /// A configuration problem, naming the key (as its environment variable) that is wrong.
 #[derive(Debug, thiserror::Error)]

@@ -93,3 +93,37 @@ async fn every_kind_of_outcome_is_recorded_with_its_code_or_a_clear_error() {
     running.shutdown().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn response_headers_are_stored_capped_and_marked_truncated() {
+    let env = env_with(|_| {}).await;
+    let many = Receiver::start_with(|_| {
+        let mut r = Reply::ok();
+        for i in 0..90 {
+            r = r.header(&format!("x-many-{i}"), &"v".repeat(300));
+        }
+        r
+    })
+    .await;
+    let (h, _) = webhook(&env, "many headers", &many.url("/"), &["hdr.test"], true).await;
+    let running = start(&env).await;
+    let ch = env.channel().await;
+    env.publish_raw(&ch, "hdr.test", &event("evt_headers", "hdr.test"))
+        .await;
+    wait_attempts(&env, h.id, 1).await;
+    let (headers, cut): (serde_json::Value, bool) = sqlx::query_as(
+        "SELECT response_headers, response_headers_truncated FROM attempts WHERE webhook_id = $1",
+    )
+    .bind(h.id)
+    .fetch_one(&env.db)
+    .await
+    .expect("attempt");
+    running.shutdown().await;
+    let stored = headers.to_string().len();
+    assert!(cut, "the cut is marked");
+    assert!(
+        stored < 20 * 1024,
+        "about 16 KiB stored of ~28 KiB sent: {stored}"
+    );
+    env.cleanup().await;
+}
