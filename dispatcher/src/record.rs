@@ -313,7 +313,10 @@ UPDATE deliveries d SET
         WHEN d.state = 'succeeded' THEN NULL
         WHEN u.mode = 'retry' THEN u.next_at
         ELSE NULL END,
-    attempt_count = GREATEST(d.attempt_count, u.attempt),
+    -- A failed manual attempt leaves the automatic budget and schedule alone: the pending
+    -- automatic job still claims attempt_count + 1.
+    attempt_count = CASE WHEN u.mode = 'manual_failed' THEN d.attempt_count
+        ELSE GREATEST(d.attempt_count, u.attempt) END,
     last_attempt_at = GREATEST(d.last_attempt_at, u.at),
     deferred_reason = NULL,
     updated_at = now()

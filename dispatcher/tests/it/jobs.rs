@@ -120,3 +120,85 @@ async fn an_automatic_job_published_twice_sends_once() {
     dispatcher.run(stop).await.expect("stops");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_failed_manual_retry_uses_no_automatic_retry_and_leaves_the_schedule() {
+    let env = env_with(|_| {}).await;
+    let rx = Receiver::start_with(|n| {
+        if n < 2 {
+            Reply::status(500, "no")
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let (hook, _) = webhook(&env, "budget", &rx.url("/"), &["*"], true).await;
+    let running = start(&env).await;
+    let ch = env.channel().await;
+    env.publish_raw(&ch, "a.b", &event("evt_budget", "a.b")).await;
+    let first = wait_attempts(&env, hook.id, 1).await[0].clone();
+    running.shutdown().await;
+    let next_before: Option<OffsetDateTime> =
+        sqlx::query_scalar("SELECT next_attempt_at FROM deliveries WHERE id = $1")
+            .bind(first.delivery_id)
+            .fetch_one(&env.db)
+            .await
+            .expect("delivery");
+    let dispatcher = Dispatcher::build(env.context()).await.expect("builds");
+    let core = dispatcher.core().clone();
+    let rat = received_at(&env, first.delivery_id).await;
+    let manual = DeliveryJob {
+        delivery_id: first.delivery_id,
+        event_received_at: rat,
+        trigger: Trigger::Manual,
+        attempt: 0,
+    };
+    assert_eq!(
+        jobs::run_job(&core, &manual).await.expect("runs"),
+        jobs::Outcome::Done
+    );
+    let (state, count, _) = delivery_state(&env, first.delivery_id).await;
+    let next_after: Option<OffsetDateTime> =
+        sqlx::query_scalar("SELECT next_attempt_at FROM deliveries WHERE id = $1")
+            .bind(first.delivery_id)
+            .fetch_one(&env.db)
+            .await
+            .expect("delivery");
+    assert_eq!(
+        (state.as_str(), count),
+        ("retrying", 1),
+        "the manual failure used no retry"
+    );
+    assert_eq!(next_after, next_before, "nor moved the schedule");
+    // The automatic retry, when due, still claims and sends as attempt 2.
+    sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE id = $1")
+        .bind(first.delivery_id)
+        .execute(&env.db)
+        .await
+        .expect("due now");
+    let auto = DeliveryJob {
+        delivery_id: first.delivery_id,
+        event_received_at: rat,
+        trigger: Trigger::Automatic,
+        attempt: 2,
+    };
+    assert_eq!(
+        jobs::run_job(&core, &auto).await.expect("runs"),
+        jobs::Outcome::Done
+    );
+    let got = attempts(&env, hook.id).await;
+    let summary: Vec<(String, String)> = got
+        .iter()
+        .map(|a| (a.trigger.clone(), a.status.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("initial".to_owned(), "failed".to_owned()),
+            ("manual".to_owned(), "failed".to_owned()),
+            ("automatic".to_owned(), "success".to_owned())
+        ]
+    );
+    assert_eq!(delivery_state(&env, first.delivery_id).await.0, "succeeded");
+    env.cleanup().await;
+}
