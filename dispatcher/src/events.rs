@@ -22,7 +22,12 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{Core, lanes::Attempt, record::is_missing_partition, send::AttemptRequest};
+use crate::{
+    Core,
+    lanes::{Attempt, BACKLOG_MAX},
+    record::is_missing_partition,
+    send::AttemptRequest,
+};
 
 /// Most messages handled in one transaction.
 pub const MAX_BATCH: usize = 200;
@@ -63,7 +68,10 @@ pub async fn consume(
                 }
             }
             _ = shutdown.cancelled() => break Ok(()),
-            first = consumer.next(), if stored.len() < PIPELINE => {
+            // Sending is behind (not one endpoint: a stuck one's queue is deferred within about
+            // a second): take no more until the lanes' queues shrink.
+            _ = tokio::time::sleep(Duration::from_millis(2)), if core.lanes.backlog() >= BACKLOG_MAX => {}
+            first = consumer.next(), if stored.len() < PIPELINE && core.lanes.backlog() < BACKLOG_MAX => {
                 let mut batch = match first {
                     Some(Ok(d)) => vec![d],
                     Some(Err(e)) => break Err(e.into()),

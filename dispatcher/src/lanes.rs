@@ -29,8 +29,16 @@ pub const VIEW_TTL: Duration = Duration::from_secs(1);
 
 /// The longest queue a lane keeps: enough for several intake batches at full speed.
 fn queue_cap(max_in_flight: u32) -> usize {
-    (max_in_flight as usize).saturating_mul(16).clamp(256, 8192)
+    (max_in_flight as usize).saturating_mul(256).clamp(256, 16_384)
 }
+
+/// Attempts waiting in all lanes' queues beyond which intake pauses: sending, not one
+/// endpoint, is behind (a stuck endpoint's queue is deferred within about a second).
+pub const BACKLOG_MAX: usize = 4_096;
+
+/// A lane whose requests take less than this on average (or that has not finished one yet)
+/// queues up to its bound.
+const FAST_REQUEST_MS: f64 = 250.0;
 
 /// One attempt to make, with what admission needs to know.
 pub struct Attempt {
@@ -87,6 +95,8 @@ struct State {
 pub struct Lane {
     pub webhook_id: Uuid,
     state: Mutex<State>,
+    /// Attempts queued in every lane of the process.
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
     /// When this process disabled the webhook: attempts whose target is older are dropped.
     disabled_at: Mutex<Option<time::OffsetDateTime>>,
 }
@@ -143,8 +153,45 @@ impl Lane {
     /// Starts the attempt if a slot of this lane and of the process are free, else queues it
     /// behind the requests in flight, else defers it.
     pub fn offer(&self, a: Attempt, permits: &Arc<Semaphore>, now_ms: i64) -> Moves {
+        let mut st = self.lock();
+        let before = st.queue.len();
+        let moves = self.offer_locked(&mut st, a, permits, now_ms);
+        self.count(before, st.queue.len());
+        moves
+    }
+
+    fn count(&self, before: usize, after: usize) {
+        use std::sync::atomic::Ordering;
+        if after > before {
+            self.backlog.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.backlog.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
+    /// Defers the attempts that waited in the queue too long (the sweeper calls it, so a lane
+    /// with nothing arriving and nothing ending does not keep them).
+    pub fn sweep(&self, now_ms: i64) -> Moves {
         let mut moves = Moves::default();
         let mut st = self.lock();
+        let before = st.queue.len();
+        let now = Instant::now();
+        while st
+            .queue
+            .front()
+            .is_some_and(|(q, t)| !q.manual() && now.duration_since(*t) > MAX_QUEUE_WAIT)
+        {
+            if let Some((q, _)) = st.queue.pop_front() {
+                let at = st.in_flight_deferral(now_ms, q.cap());
+                moves.defer.push((q, at, "in_flight"));
+            }
+        }
+        self.count(before, st.queue.len());
+        moves
+    }
+
+    fn offer_locked(&self, st: &mut State, a: Attempt, permits: &Arc<Semaphore>, now_ms: i64) -> Moves {
+        let mut moves = Moves::default();
         let now = Instant::now();
         if st.in_flight < a.cap() {
             if let Ok(p) = permits.clone().try_acquire_owned() {
@@ -165,7 +212,13 @@ impl Lane {
             }
         }
         let moving = st.in_flight > 0;
-        if a.manual() || (moving && st.queue.len() < queue_cap(a.cap())) {
+        // A fast lane queues up to its bound (intake pauses on the total first); a slow one
+        // only what its pace sends within MAX_QUEUE_WAIT.
+        let soon = st.avg_ms < FAST_REQUEST_MS || {
+            let wait_ms = (st.queue.len() + 1) as f64 * st.avg_ms / f64::from(a.cap());
+            wait_ms < MAX_QUEUE_WAIT.as_millis() as f64
+        };
+        if a.manual() || (moving && soon && st.queue.len() < queue_cap(a.cap())) {
             st.queue.push_back((a, now));
         } else {
             let at = st.in_flight_deferral(now_ms, a.cap());
@@ -176,8 +229,21 @@ impl Lane {
 
     /// A request of this lane ended after `took`: frees its slot and moves the queue on.
     pub fn release(&self, took: Duration, permits: &Arc<Semaphore>, now_ms: i64, stopping: bool) -> Moves {
-        let mut moves = Moves::default();
         let mut st = self.lock();
+        let before = st.queue.len();
+        let moves = Self::release_locked(&mut st, took, permits, now_ms, stopping);
+        self.count(before, st.queue.len());
+        moves
+    }
+
+    fn release_locked(
+        st: &mut State,
+        took: Duration,
+        permits: &Arc<Semaphore>,
+        now_ms: i64,
+        stopping: bool,
+    ) -> Moves {
+        let mut moves = Moves::default();
         st.in_flight = st.in_flight.saturating_sub(1);
         let ms = took.as_secs_f64() * 1000.0;
         st.avg_ms = if st.avg_ms == 0.0 {
@@ -254,6 +320,7 @@ impl State {
 #[derive(Default)]
 pub struct Lanes {
     map: Mutex<HashMap<Uuid, Arc<Lane>>>,
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Lanes {
@@ -263,6 +330,7 @@ impl Lanes {
             .or_insert_with(|| {
                 Arc::new(Lane {
                     webhook_id,
+                    backlog: self.backlog.clone(),
                     disabled_at: Mutex::new(None),
                     state: Mutex::new(State {
                         in_flight: 0,
@@ -276,6 +344,21 @@ impl Lanes {
                 })
             })
             .clone()
+    }
+
+    /// Attempts waiting in all queues.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Every lane (the sweeper walks them).
+    pub fn all(&self) -> Vec<Arc<Lane>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The lane of a webhook if it has one (tests).
@@ -382,6 +465,28 @@ mod tests {
             times.windows(2).all(|w| w[1] > w[0]),
             "each later than the last: {times:?}"
         );
+    }
+
+    #[test]
+    fn a_slow_lane_queues_only_what_it_sends_within_a_second() {
+        let lanes = Lanes::default();
+        let lane = lanes.get(Uuid::nil());
+        let permits = Arc::new(Semaphore::new(100));
+        // Two requests that took 2 s each: the lane's pace is known to be slow.
+        for _ in 0..2 {
+            assert_eq!(
+                lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
+                1
+            );
+            let _ = lane.release(Duration::from_secs(2), &permits, 0, false);
+        }
+        assert_eq!(
+            lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
+            1
+        );
+        let m = lane.offer(attempt(1, Trigger::Initial), &permits, 0);
+        assert_eq!(m.defer.len(), 1, "it would wait 2 s: deferred at once");
+        assert_eq!(lanes.backlog(), 0);
     }
 
     #[test]

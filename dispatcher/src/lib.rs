@@ -161,6 +161,20 @@ impl Core {
         }
     }
 
+    /// Every 200 ms, defers what waited in a lane's queue longer than it may.
+    async fn sweep(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            for lane in self.lanes.all() {
+                let moves = lane.sweep(now_ms());
+                self.apply(&lane, moves);
+            }
+        }
+    }
+
     fn offer(self: &Arc<Self>, lane: &Arc<Lane>, a: Attempt) {
         let moves = lane.offer(a, &self.permits, now_ms());
         self.apply(lane, moves);
@@ -386,6 +400,7 @@ impl Dispatcher {
                 .clone()
                 .keep_fresh(core.ctx.db.clone(), shutdown.clone()),
         );
+        let sweeper = tokio::spawn(core.clone().sweep(shutdown.clone()));
         let mut backoff = Duration::from_millis(200);
         let mut connection = None;
         while !shutdown.is_cancelled() {
@@ -433,6 +448,7 @@ impl Dispatcher {
             amqp::close(&conn, 200, "shutdown").await;
         }
         let _ = fresh.await;
+        let _ = sweeper.await;
         tracing::info!("dispatcher stopped");
         Ok(())
     }

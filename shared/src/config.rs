@@ -90,7 +90,7 @@ impl Default for Config {
             metrics_addr: None,
             log_format: LogFormat::Text,
             dispatch_concurrency: 512,
-            prefetch: 500,
+            prefetch: 1000,
             request_timeout: HumanDuration::secs(10),
             attempt_lease: HumanDuration::secs(120),
             disable_after: OrOff(Some(Duration::from_secs(5 * 86_400))),

@@ -70,6 +70,9 @@ struct Args {
     /// Webhooks whose endpoint accepts connections and never answers (noisy-neighbour mode).
     #[arg(long, default_value_t = 0)]
     black_holes: usize,
+    /// Publish every event before the dispatcher starts, and measure the drain alone.
+    #[arg(long)]
+    prefill: bool,
     /// Events published to each black-hole webhook before the healthy load.
     #[arg(long, default_value_t = 3000)]
     black_hole_events: usize,
@@ -239,6 +242,16 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    if args.prefill {
+        let t = Instant::now();
+        let publisher = amqp::confirm_channel(&conn).await?;
+        publish_load(&args, &publisher, &names, &suffix).await?;
+        println!(
+            "prefilled {} events in {:.1} s (the dispatcher starts now; latencies include the wait)",
+            args.events,
+            t.elapsed().as_secs_f64()
+        );
+    }
     let mut children = Vec::new();
     for n in 0..args.dispatchers {
         children.push(spawn_dispatcher(&args, &config, n)?);
@@ -325,39 +338,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let cpu_start = cpu_jiffies();
     let started = Instant::now();
-    let mut outstanding = std::collections::VecDeque::new();
-    for i in 0..args.events {
-        if args.rate > 0 {
-            let due = Duration::from_secs_f64(i as f64 / args.rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-        let body = serde_json::json!({
-            "id": format!("evt_load_{suffix}_{i}"),
-            "type": "load.test",
-            "data": {"sent_at_us": now_us(), "i": i},
-        });
-        let confirm = publisher
-            .basic_publish(
-                names.events_exchange.as_str().into(),
-                "load.test".into(),
-                BasicPublishOptions::default(),
-                body.to_string().as_bytes(),
-                BasicProperties::default()
-                    .with_content_type("application/json".into())
-                    .with_delivery_mode(2),
-            )
-            .await?;
-        outstanding.push_back(confirm);
-        while outstanding.len() > 2000 {
-            if let Some(c) = outstanding.pop_front() {
-                c.await?;
-            }
-        }
-    }
-    for c in outstanding {
-        c.await?;
+    if !args.prefill {
+        publish_load(&args, &publisher, &names, &suffix).await?;
     }
     let publish_secs = started.elapsed().as_secs_f64();
 
@@ -493,6 +475,51 @@ async fn main() -> anyhow::Result<()> {
             "only {persisted} of {expected} deliveries were persisted within {} s",
             args.timeout_secs
         );
+    }
+    Ok(())
+}
+
+/// Publishes the healthy load (`--events` of `load.test`, paced by `--rate`).
+async fn publish_load(
+    args: &Args,
+    publisher: &lapin::Channel,
+    names: &amqp::Names,
+    suffix: &str,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut outstanding = std::collections::VecDeque::new();
+    for i in 0..args.events {
+        if args.rate > 0 {
+            let due = Duration::from_secs_f64(i as f64 / args.rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let body = serde_json::json!({
+            "id": format!("evt_load_{suffix}_{i}"),
+            "type": "load.test",
+            "data": {"sent_at_us": now_us(), "i": i},
+        });
+        let confirm = publisher
+            .basic_publish(
+                names.events_exchange.as_str().into(),
+                "load.test".into(),
+                BasicPublishOptions::default(),
+                body.to_string().as_bytes(),
+                BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_delivery_mode(2),
+            )
+            .await?;
+        outstanding.push_back(confirm);
+        while outstanding.len() > 2000 {
+            if let Some(c) = outstanding.pop_front() {
+                c.await?;
+            }
+        }
+    }
+    for c in outstanding {
+        c.await?;
     }
     Ok(())
 }
