@@ -89,7 +89,10 @@ pub fn validate_patterns(patterns: &[String]) -> Result<(), InvalidField> {
     if let Some(bad) = patterns.iter().find(|p| !is_valid_pattern(p)) {
         return Err(invalid(
             "event_types",
-            format!("`{bad}` is not an event type, `category.*` or `*`"),
+            format!(
+                "`{bad}` is not an event type (`license.assigned`), a prefix wildcard \
+                 (`license.*`, `license.key.*`) or `*`: `*` may only be a whole last segment"
+            ),
         ));
     }
     Ok(())
@@ -391,4 +394,38 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> sqlx::Result<bool> {
     }
     tx.commit().await?;
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_pattern_grammar_is_enforced_naming_event_types() {
+        assert_eq!(
+            validate_patterns(&patterns(&[
+                "*",
+                "license.*",
+                "license.key.*",
+                "license.assigned"
+            ])),
+            Ok(())
+        );
+        for bad in [
+            "license.*.created",
+            "*.created",
+            "license.a*",
+            "license",
+            "license..*",
+        ] {
+            let err = validate_patterns(&patterns(&["license.*", bad])).expect_err(bad);
+            assert_eq!(err.field, "event_types", "{bad}");
+            assert!(err.reason.contains(bad), "{bad}: {}", err.reason);
+            assert!(err.reason.contains("last segment"), "{}", err.reason);
+        }
+    }
 }
