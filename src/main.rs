@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use hookrelay_shared::{
     Config, Context, amqp, db,
     metrics::Metrics,
-    shutdown, telemetry,
+    shutdown, startup, telemetry,
     tokens::{self, Role},
     webhooks::{self, NewWebhook},
 };
@@ -132,19 +132,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    match runtime.block_on(run(cli.command, config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hookrelay: {e:#}");
+            // A service that can't be reached is said once, with its address and the fix.
+            match startup::explain(&e, &config) {
+                Some(unreachable) => eprintln!("hookrelay: {unreachable}"),
+                None => eprintln!("hookrelay: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
 }
 
+/// The database created and migrated (every component does it on start, see [`db::prepare`]),
+/// and a pool on it.
 async fn context(config: Config, pool_size: u32) -> anyhow::Result<Context> {
-    db::create_database_if_missing(&config)
-        .await
-        .context("PostgreSQL")?;
+    db::prepare(&config).await.context("PostgreSQL")?;
     let db = db::connect(&config, pool_size).await.context("PostgreSQL")?;
     Ok(Context {
         config: Arc::new(config),
@@ -160,9 +164,13 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
         .await
         .context("RabbitMQ")?;
     let ch = conn.create_channel().await.context("RabbitMQ channel")?;
-    amqp::declare_topology(&ch, &amqp::Names::new(&config.namespace))
+    let names = amqp::Names::new(&config.namespace);
+    amqp::declare_topology(&ch, &names)
         .await
         .context("AMQP topology")?;
+    amqp::declare_dead_queue(&conn, &names)
+        .await
+        .context("AMQP dead-letter queue")?;
     amqp::close(&conn, 200, "done").await;
     Ok(())
 }
@@ -170,11 +178,10 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     match command {
         Command::Up => {
-            if std::env::var_os("HOOKRELAY_ALLOW_PRIVATE_TARGETS").is_none() && !config.allow_private_targets
-            {
+            if !config.allow_private_targets && config.up_allows_private_targets() {
                 config.allow_private_targets = true;
                 println!(
-                    "hookrelay up: private targets allowed for local use (set HOOKRELAY_ALLOW_PRIVATE_TARGETS=false to refuse them)"
+                    "hookrelay up: private targets allowed for local use, the API listens on loopback only (set HOOKRELAY_ALLOW_PRIVATE_TARGETS=false to refuse them)"
                 );
             }
             migrate(&config).await?;

@@ -466,6 +466,7 @@ async fn session(
     let conn = amqp::connect(&core.ctx.config.amqp_url, &name).await?;
     let setup = conn.create_channel().await?;
     amqp::declare_topology(&setup, &core.names).await?;
+    amqp::declare_dead_queue(&conn, &core.names).await?;
     let events_channel = conn.create_channel().await?;
     let dead_channel = amqp::confirm_channel(&conn).await?;
     let jobs_channel = conn.create_channel().await?;

@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | `{ns}.events` | topic exchange, durable | publishers send events here, routing key = type |
 //! | `{ns}.events` | quorum queue, bound with `#` | the dispatchers' competing consumers |
-//! | `{ns}.events.dead` | quorum queue | messages that are not events, with `x-hookrelay-error` |
+//! | `{ns}.events.dead` | quorum queue, bounded ([`DEAD_MAX_LENGTH`], [`DEAD_MAX_BYTES`], oldest dropped) | messages that are not events, with `x-hookrelay-error` |
 //! | `{ns}.deliveries` | quorum queue | delivery jobs (retries, manual retries, recovery) |
 
 use lapin::{
@@ -72,7 +72,82 @@ fn quorum() -> FieldTable {
     args
 }
 
-/// Declares the exchange, queues and binding (idempotent).
+/// At most this many messages stay in `{ns}.events.dead`; the oldest are dropped beyond.
+pub const DEAD_MAX_LENGTH: i64 = 100_000;
+/// At most this many bytes of message bodies stay in `{ns}.events.dead` (1 GiB).
+pub const DEAD_MAX_BYTES: i64 = 1 << 30;
+
+/// The arguments of `{ns}.events.dead`: a quorum queue that drops its oldest messages when full
+/// (a publisher sending garbage must not fill the broker's disk).
+pub fn dead_queue_arguments() -> FieldTable {
+    let mut args = quorum();
+    args.insert(
+        ShortString::from("x-max-length"),
+        AMQPValue::LongLongInt(DEAD_MAX_LENGTH),
+    );
+    args.insert(
+        ShortString::from("x-max-length-bytes"),
+        AMQPValue::LongLongInt(DEAD_MAX_BYTES),
+    );
+    args.insert(
+        ShortString::from("x-overflow"),
+        AMQPValue::LongString("drop-head".into()),
+    );
+    args
+}
+
+/// Whether the bound was applied to `{ns}.events.dead`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadQueue {
+    /// Declared with [`dead_queue_arguments`] (new, or already bounded).
+    Bounded,
+    /// It existed without the bound (declared before it had one): the broker refused the
+    /// redeclaration (PRECONDITION_FAILED). It keeps working unbounded; a warning says how to
+    /// bound it with a policy.
+    ExistingUnbounded,
+}
+
+/// Declares `{ns}.events.dead` with its bound, on a channel of its own: a queue declared
+/// before the bound existed makes the broker refuse the redeclaration and close the channel,
+/// which must not take the caller's channel down. That case is logged with the fix (a policy,
+/// see docs/readme/operations.md) and is not an error.
+pub async fn declare_dead_queue(conn: &Connection, names: &Names) -> lapin::Result<DeadQueue> {
+    let ch = conn.create_channel().await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    match ch
+        .queue_declare(names.dead_queue.as_str().into(), durable, dead_queue_arguments())
+        .await
+    {
+        Ok(_) => {
+            let _ = ch.close(200, "declared".into()).await;
+            Ok(DeadQueue::Bounded)
+        }
+        Err(e) if is_precondition_failed(&e) => {
+            tracing::warn!(
+                queue = %names.dead_queue,
+                "the dead-letter queue exists without a length bound; bound it with: rabbitmqctl set_policy \
+                 hookrelay-dead '^{}$' '{{\"max-length\":{DEAD_MAX_LENGTH},\"max-length-bytes\":{DEAD_MAX_BYTES},\"overflow\":\"drop-head\"}}' \
+                 --apply-to queues",
+                names.dead_queue.replace('.', "\\.")
+            );
+            Ok(DeadQueue::ExistingUnbounded)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn is_precondition_failed(e: &lapin::Error) -> bool {
+    // 406 PRECONDITION_FAILED: "inequivalent arg ..." on redeclaration.
+    let text = e.to_string();
+    text.contains("PRECONDITION_FAILED") || text.contains("PRECONDITION-FAILED") || text.contains("406")
+}
+
+/// Declares the exchange, the events and deliveries queues and the binding (idempotent). The
+/// dead-letter queue is declared by [`declare_dead_queue`] (whoever dead-letters, and
+/// `hookrelay migrate`).
 pub async fn declare_topology(channel: &Channel, names: &Names) -> lapin::Result<()> {
     channel
         .exchange_declare(
@@ -89,7 +164,7 @@ pub async fn declare_topology(channel: &Channel, names: &Names) -> lapin::Result
         durable: true,
         ..Default::default()
     };
-    for queue in [&names.events_queue, &names.dead_queue, &names.deliveries_queue] {
+    for queue in [&names.events_queue, &names.deliveries_queue] {
         channel
             .queue_declare(queue.as_str().into(), durable, quorum())
             .await?;

@@ -38,6 +38,10 @@ pub struct Config {
     pub namespace: String,
     pub max_event_bytes: usize,
     pub allow_private_targets: bool,
+    /// Whether `allow_private_targets` was given (in the file or the environment) rather than
+    /// defaulted: `hookrelay up` relaxes only the default, never an explicit `false`.
+    #[serde(skip)]
+    pub allow_private_targets_given: bool,
     pub retry_max: u32,
     pub retry_window: HumanDuration,
     #[serde(default, skip_serializing)]
@@ -82,6 +86,7 @@ impl Default for Config {
             namespace: "hookrelay".into(),
             max_event_bytes: 256 * 1024,
             allow_private_targets: false,
+            allow_private_targets_given: false,
             retry_max: 3,
             retry_window: HumanDuration::secs(30 * 60),
             retry_schedule: None,
@@ -110,7 +115,8 @@ impl Config {
 
     /// Loads from an explicit file and env provider (tests use a scoped env).
     pub fn load_from(file: Option<PathBuf>, env: Env) -> Result<Self, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        // What the file and the environment say, without the defaults (to tell what was given).
+        let mut given = Figment::new();
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError(format!(
@@ -118,7 +124,7 @@ impl Config {
                     path.display()
                 )));
             }
-            fig = fig.merge(Toml::file(path));
+            given = given.merge(Toml::file(path));
         }
         // The contract names the request timeout HOOKRELAY_DELIVERY_TIMEOUT; HOOKRELAY_REQUEST_TIMEOUT
         // (the field's own name) is accepted too.
@@ -129,9 +135,23 @@ impl Config {
                 k.into()
             }
         });
-        let config: Config = fig.merge(env).extract().map_err(describe)?;
+        let given = given.merge(env);
+        let private_given = given.find_value("allow_private_targets").is_ok();
+        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(given)
+            .extract()
+            .map_err(describe)?;
+        config.allow_private_targets_given = private_given;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Whether `hookrelay up` allows private targets: when they are allowed explicitly, or
+    /// when nothing says either way and the API listens on loopback only (a local trial run,
+    /// whose receivers are on 127.0.0.1). An explicit `false` anywhere wins, and an API on
+    /// `0.0.0.0` (the Docker image) keeps the default `false`.
+    pub fn up_allows_private_targets(&self) -> bool {
+        self.allow_private_targets || (!self.allow_private_targets_given && self.api_addr.ip().is_loopback())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -378,6 +398,64 @@ mod tests {
         assert_eq!(c.disable_after.0, Some(Duration::from_secs(2)));
         let err = load(&[("HOOKRELAY_DISABLE_AFTER", "soon")]).expect_err("rejected");
         assert!(err.to_string().contains("HOOKRELAY_DISABLE_AFTER"), "{err}");
+    }
+
+    #[test]
+    fn up_allows_private_targets_only_by_default_on_loopback_and_never_against_an_explicit_false() {
+        let c = load(&[]).expect("defaults");
+        assert!(!c.allow_private_targets && !c.allow_private_targets_given);
+        assert!(c.up_allows_private_targets(), "default, API on 127.0.0.1");
+        let c = load(&[("HOOKRELAY_API_ADDR", "[::1]:8080")]).expect("loads");
+        assert!(c.up_allows_private_targets(), "default, API on ::1");
+        let c = load(&[("HOOKRELAY_ALLOW_PRIVATE_TARGETS", "false")]).expect("loads");
+        assert!(c.allow_private_targets_given);
+        assert!(
+            !c.up_allows_private_targets(),
+            "explicit false in the environment"
+        );
+        let c = load(&[("HOOKRELAY_API_ADDR", "0.0.0.0:8080")]).expect("loads");
+        assert!(!c.up_allows_private_targets(), "default, API on every interface");
+        let c = load(&[
+            ("HOOKRELAY_API_ADDR", "0.0.0.0:8080"),
+            ("HOOKRELAY_ALLOW_PRIVATE_TARGETS", "true"),
+        ])
+        .expect("loads");
+        assert!(c.up_allows_private_targets(), "explicit true wins everywhere");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
+    fn an_explicit_false_in_the_config_file_is_kept_by_up() {
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("hookrelay.toml", "allow_private_targets = false\n")?;
+            let env = Env::prefixed("HOOKRELAY_").ignore(&["config"]);
+            result = Some(Config::load_from(
+                Some(jail.directory().join("hookrelay.toml")),
+                env,
+            ));
+            Ok(())
+        });
+        let c = result.expect("jail ran").expect("loads");
+        assert!(c.allow_private_targets_given, "given in the file");
+        assert!(!c.up_allows_private_targets());
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("hookrelay.toml", "namespace = \"other\"\n")?;
+            let env = Env::prefixed("HOOKRELAY_").ignore(&["config"]);
+            result = Some(Config::load_from(
+                Some(jail.directory().join("hookrelay.toml")),
+                env,
+            ));
+            Ok(())
+        });
+        let c = result.expect("jail ran").expect("loads");
+        assert_eq!(c.namespace, "other");
+        assert!(
+            !c.allow_private_targets_given,
+            "a file without the key leaves it defaulted"
+        );
+        assert!(c.up_allows_private_targets());
     }
 
     #[test]

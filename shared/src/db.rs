@@ -88,21 +88,56 @@ pub async fn connect(config: &Config, max_connections: u32) -> Result<PgPool, Db
     Ok(pool)
 }
 
-/// Creates the database if needed, applies migrations and makes sure partitions exist.
-pub async fn migrate(config: &Config) -> Result<PgPool, DbError> {
+/// Key of the session-level advisory lock held while the schema is brought up to date
+/// (`"hookrela"` in ASCII). sqlx's migrator takes a lock of its own around the migrations,
+/// but not around the partitions made after them, and it keeps its lock on a pooled connection
+/// when a migration fails; this one is held on a connection of its own that is closed at the
+/// end, so every way out releases it.
+pub const MIGRATION_LOCK: i64 = 0x686f_6f6b_7265_6c61;
+
+/// Creates the database if needed, applies migrations and makes sure partitions exist, on
+/// one connection holding [`MIGRATION_LOCK`]: any number of components may start at once on
+/// a new database; the first migrates, the others wait for it and find nothing left to do.
+/// Every component does this on start.
+pub async fn prepare(config: &Config) -> Result<(), DbError> {
     create_database_if_missing(config).await?;
-    let pool = connect(config, 4).await?;
-    MIGRATOR.run(&pool).await?;
-    ensure_partitions(&pool, 2, PARTITION_DAYS_AHEAD).await?;
-    Ok(pool)
+    let mut conn = PgConnection::connect_with(&options(config)?).await?;
+    let result = migrate_locked(&mut conn).await;
+    // Closing the session releases the lock also when migrating failed.
+    let _ = conn.close().await;
+    result
+}
+
+async fn migrate_locked(conn: &mut PgConnection) -> Result<(), DbError> {
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    MIGRATOR.run(&mut *conn).await?;
+    ensure_partitions(&mut *conn, 2, PARTITION_DAYS_AHEAD).await?;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// [`prepare`], then a small pool on the database (for the admin commands).
+pub async fn migrate(config: &Config) -> Result<PgPool, DbError> {
+    prepare(config).await?;
+    connect(config, 4).await
 }
 
 /// Creates the daily partitions from `days_back` days ago to `days_ahead` days ahead.
-pub async fn ensure_partitions(pool: &PgPool, days_back: i32, days_ahead: i32) -> Result<i32, DbError> {
+pub async fn ensure_partitions<'e, E: sqlx::PgExecutor<'e>>(
+    exec: E,
+    days_back: i32,
+    days_ahead: i32,
+) -> Result<i32, DbError> {
     let created: i32 = sqlx::query_scalar("SELECT hookrelay_ensure_partitions($1, $2)")
         .bind(days_back)
         .bind(days_ahead)
-        .fetch_one(pool)
+        .fetch_one(exec)
         .await?;
     Ok(created)
 }

@@ -215,4 +215,63 @@ mod tests {
             ])
         );
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn unit() -> impl Strategy<Value = (&'static str, u64)> {
+            prop_oneof![
+                Just(("ms", 1)),
+                Just(("s", 1_000)),
+                Just(("m", 60_000)),
+                Just(("h", 3_600_000)),
+                Just(("d", 86_400_000)),
+            ]
+        }
+
+        proptest! {
+            /// Any text is a duration or an error with a message, never a panic.
+            #[test]
+            fn any_text_parses_or_is_refused_with_a_message(s in any::<String>(), t in "[0-9a-z, ]{0,24}") {
+                for input in [&s, &t] {
+                    if let Err(e) = parse_duration(input) {
+                        prop_assert!(!e.is_empty());
+                    }
+                    let _ = parse_duration_list(input);
+                    let _ = input.parse::<HumanDuration>();
+                }
+            }
+
+            /// `<n><unit>` is n units, or "too large" when that overflows, for every u64.
+            #[test]
+            fn a_number_and_a_unit_are_exact_or_too_large(n in any::<u64>(), (name, ms) in unit()) {
+                let got = parse_duration(&format!("{n}{name}"));
+                match n.checked_mul(ms) {
+                    Some(total) => prop_assert_eq!(got, Ok(Duration::from_millis(total))),
+                    None => prop_assert!(got.is_err()),
+                }
+            }
+
+            /// Formatting then parsing gives the same duration, for every whole number of
+            /// milliseconds; also through serde.
+            #[test]
+            fn format_then_parse_round_trips(ms in any::<u64>()) {
+                let d = Duration::from_millis(ms);
+                prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+                let json = serde_json::to_string(&HumanDuration(d)).expect("serializes");
+                let back: HumanDuration = serde_json::from_str(&json).expect("deserializes");
+                prop_assert_eq!(back.0, d);
+            }
+
+            /// A list is the durations of its items, in order.
+            #[test]
+            fn a_list_round_trips(items in prop::collection::vec(0u64..10_000_000_000, 0..8)) {
+                let ds: Vec<Duration> = items.iter().map(|ms| Duration::from_millis(*ms)).collect();
+                let text = ds.iter().map(|d| format_duration(*d)).collect::<Vec<_>>().join(",");
+                prop_assert_eq!(parse_duration_list(&text), Ok(ds));
+            }
+        }
+    }
 }

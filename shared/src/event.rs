@@ -303,4 +303,94 @@ mod tests {
         assert!(is_valid_type("license.assigned"));
         assert!(!is_valid_id(&"x".repeat(129)));
     }
+
+    mod props {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use super::super::*;
+
+        fn event_type() -> impl Strategy<Value = String> {
+            prop::collection::vec("[a-z0-9_-]{1,10}", 2..5).prop_map(|s| s.join("."))
+        }
+
+        /// JSON values of a few levels, with any strings (escapes, unicode) and numbers.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(any::<String>(), inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn data() -> impl Strategy<Value = Value> {
+            prop::collection::btree_map(any::<String>(), json_value(), 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect()))
+        }
+
+        proptest! {
+            /// Any bytes are an event or an error that says why, never a panic.
+            #[test]
+            fn any_bytes_parse_or_are_refused_with_a_reason(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Err(e) = parse_event(&bytes, 256, OffsetDateTime::UNIX_EPOCH) {
+                    prop_assert!(!e.to_string().is_empty());
+                }
+            }
+
+            /// JSON-shaped text (objects with the event's keys and odd values) never panics either.
+            #[test]
+            fn event_shaped_json_never_panics(
+                id in json_value(), t in json_value(), d in json_value(), at in json_value(),
+            ) {
+                let body = json!({"id": id, "type": t, "data": d, "occurred_at": at}).to_string();
+                let _ = parse_event(body.as_bytes(), usize::MAX, OffsetDateTime::UNIX_EPOCH);
+            }
+
+            /// A valid event builds a body with the same id, type and data, which itself parses
+            /// back to the same event.
+            #[test]
+            fn a_valid_event_round_trips_through_its_body(
+                id in "[!-~]{1,128}",
+                t in event_type(),
+                d in data(),
+                secs in 0i64..4_102_444_800,
+                ms in 0u16..1000,
+            ) {
+                let at = OffsetDateTime::from_unix_timestamp(secs).expect("in range")
+                    + time::Duration::milliseconds(i64::from(ms));
+                let input = json!({"id": id, "type": t, "data": d, "occurred_at": rfc3339(at)}).to_string();
+                let e = parse_event(input.as_bytes(), usize::MAX, OffsetDateTime::UNIX_EPOCH).expect("valid");
+                prop_assert_eq!(&e.id, &id);
+                prop_assert_eq!(&e.event_type, &t);
+                prop_assert_eq!(e.occurred_at, at);
+                let body: Value = serde_json::from_str(&e.body).expect("the body is JSON");
+                prop_assert_eq!(&body["data"], &d);
+                prop_assert_eq!(&body["timestamp"], &Value::String(rfc3339(at)));
+                let again = parse_event(e.body.as_bytes(), usize::MAX, OffsetDateTime::UNIX_EPOCH).expect("body parses");
+                prop_assert_eq!(again.id, e.id);
+                prop_assert_eq!(again.event_type, e.event_type);
+                let again_body: Value = serde_json::from_str(&again.body).expect("JSON");
+                prop_assert_eq!(&again_body["data"], &d);
+            }
+
+            /// Over the limit is always refused as too large, whatever the bytes.
+            #[test]
+            fn over_the_limit_is_too_large(bytes in prop::collection::vec(any::<u8>(), 1..256), limit in 0usize..255) {
+                prop_assume!(bytes.len() > limit);
+                let refused = matches!(
+                    parse_event(&bytes, limit, OffsetDateTime::UNIX_EPOCH),
+                    Err(EventError::TooLarge { .. })
+                );
+                prop_assert!(refused);
+            }
+        }
+    }
 }

@@ -21,6 +21,7 @@ pub mod retry_store;
 pub mod shutdown;
 pub mod signature;
 pub mod ssrf;
+pub mod startup;
 pub mod telemetry;
 pub mod tokens;
 pub mod webhooks;

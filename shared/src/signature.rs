@@ -111,6 +111,8 @@ pub fn verify(secret: &Secret, id: &str, timestamp: i64, body: &[u8], header: &s
 }
 
 /// [`verify`], and also that `timestamp` is within `tolerance_secs` of `now` (replay defence).
+/// Any `i64` is safe: the distance is computed without overflow, and a negative tolerance
+/// accepts nothing.
 pub fn verify_fresh(
     secret: &Secret,
     id: &str,
@@ -120,7 +122,8 @@ pub fn verify_fresh(
     now: i64,
     tolerance_secs: i64,
 ) -> bool {
-    (now - timestamp).abs() <= tolerance_secs && verify(secret, id, timestamp, body, header)
+    u64::try_from(tolerance_secs).is_ok_and(|tolerance| now.abs_diff(timestamp) <= tolerance)
+        && verify(secret, id, timestamp, body, header)
 }
 
 #[cfg(test)]
@@ -204,5 +207,83 @@ mod tests {
         let h = s.sign("a", 1000, b"x");
         assert!(verify_fresh(&s, "a", 1000, b"x", &h, 1100, 300));
         assert!(!verify_fresh(&s, "a", 1000, b"x", &h, 2000, 300));
+        assert!(
+            verify_fresh(&s, "a", 1000, b"x", &h, 700, 300),
+            "300 s early is fresh"
+        );
+        assert!(!verify_fresh(&s, "a", 1000, b"x", &h, 699, 300));
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let s = Secret::generate();
+        for (ts, now) in [
+            (i64::MIN, 1_700_000_000),
+            (i64::MIN, i64::MAX),
+            (i64::MAX, i64::MIN),
+            (i64::MAX, 0),
+        ] {
+            let h = s.sign("a", ts, b"x");
+            assert!(verify(&s, "a", ts, b"x", &h), "the signature itself is fine");
+            assert!(!verify_fresh(&s, "a", ts, b"x", &h, now, 300), "{ts} at {now}");
+            assert!(
+                !verify_fresh(&s, "a", ts, b"x", &h, now, i64::MAX - 1),
+                "{ts} at {now}"
+            );
+        }
+        let h = s.sign("a", i64::MIN, b"x");
+        assert!(verify_fresh(&s, "a", i64::MIN, b"x", &h, i64::MIN, 0));
+        assert!(!verify_fresh(&s, "a", i64::MIN, b"x", &h, i64::MAX, i64::MAX));
+        let h = s.sign("a", 1000, b"x");
+        assert!(
+            !verify_fresh(&s, "a", 1000, b"x", &h, 1000, -1),
+            "a negative tolerance accepts nothing"
+        );
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            /// Freshness is `|now - timestamp| <= tolerance` computed exactly, for every i64.
+            #[test]
+            fn freshness_is_exact_and_never_panics(ts in any::<i64>(), now in any::<i64>(), tol in any::<i64>()) {
+                let s = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
+                let h = s.sign("msg_1", ts, b"{}");
+                let want = (i128::from(now) - i128::from(ts)).abs() <= i128::from(tol);
+                prop_assert_eq!(verify_fresh(&s, "msg_1", ts, b"{}", &h, now, tol), want);
+            }
+
+            /// Verification takes any header, id and body without panic, and a signature made
+            /// by [`Secret::sign`] always verifies (also with junk entries around it).
+            #[test]
+            fn any_header_is_handled_and_own_signatures_verify(
+                header in any::<String>(),
+                id in any::<String>(),
+                ts in any::<i64>(),
+                body in prop::collection::vec(any::<u8>(), 0..256),
+                junk in "[ -~]{0,40}",
+            ) {
+                let s = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
+                let _ = verify(&s, &id, ts, &body, &header);
+                let own = s.sign(&id, ts, &body);
+                prop_assert!(verify(&s, &id, ts, &body, &own));
+                let mixed = format!("{junk} {own} v1,{junk}");
+                prop_assert!(verify(&s, &id, ts, &body, &mixed));
+            }
+
+            /// Any text is either refused as a secret or round-trips through `expose`.
+            #[test]
+            fn secrets_parse_or_refuse_and_round_trip(text in any::<String>(), key in prop::collection::vec(any::<u8>(), 1..64)) {
+                if let Ok(s) = Secret::parse(&text) {
+                    prop_assert_eq!(Secret::parse(&s.expose()), Ok(s));
+                }
+                let _ = Secret::parse_strict(&text);
+                let s = Secret::parse(&format!("whsec_{}", STANDARD.encode(&key))).expect("valid");
+                prop_assert_eq!(Secret::parse(&s.expose()), Ok(s));
+            }
+        }
     }
 }

@@ -15,25 +15,52 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_forbidden_v4(v4);
-            }
-            let seg = v6.segments();
-            // NAT64 64:ff9b::/96 embeds an IPv4 address.
-            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
-                let o = v6.octets();
-                return is_forbidden_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
-            }
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-                || v6 == Ipv6Addr::from([0u8; 16])
-        }
+        IpAddr::V6(v6) => is_forbidden_v6(v6),
     }
+}
+
+/// IPv6 ranges refused whole: not globally reachable, or able to carry (or translate to) an
+/// IPv4 address that the IPv4 rules would refuse. Webhooks on IPv4 use the IPv4 literal.
+const FORBIDDEN_V6: &[(u128, u32, &str)] = &[
+    (0, 96, "IPv4-compatible ::/96 (deprecated; :: and ::1 included)"),
+    (0xffff_0000_0000, 96, "IPv4-mapped ::ffff:0:0/96"),
+    (0xffff_0000_0000_0000, 96, "IPv4-translated ::ffff:0:0:0/96"),
+    (0x0064_ff9b_0001 << 80, 48, "local-use NAT64 64:ff9b:1::/48"),
+    (0x0100 << 112, 64, "discard-only 100::/64"),
+    (0x2001 << 112, 32, "Teredo 2001::/32"),
+    ((0x2001 << 112) | (0x0002 << 96), 48, "benchmarking 2001:2::/48"),
+    (
+        (0x2001 << 112) | (0x0db8 << 96),
+        32,
+        "documentation 2001:db8::/32",
+    ),
+    (0x3fff << 112, 20, "documentation 3fff::/20"),
+    (0xfc00 << 112, 7, "unique local fc00::/7"),
+    (0xfe80 << 112, 10, "link-local fe80::/10"),
+    (0xfec0 << 112, 10, "site-local fec0::/10 (deprecated)"),
+    (0xff00 << 112, 8, "multicast ff00::/8"),
+];
+
+/// Whether `addr` is in `net/len`.
+fn in_v6(addr: u128, net: u128, len: u32) -> bool {
+    let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+    addr & mask == net & mask
+}
+
+fn is_forbidden_v6(v6: Ipv6Addr) -> bool {
+    let bits = u128::from(v6);
+    if FORBIDDEN_V6.iter().any(|&(net, len, _)| in_v6(bits, net, len)) {
+        return true;
+    }
+    let o = v6.octets();
+    // NAT64 64:ff9b::/96 and 6to4 2002::/16 reach the IPv4 address they embed.
+    if in_v6(bits, 0x0064_ff9b << 96, 96) {
+        return is_forbidden_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    if in_v6(bits, 0x2002 << 112, 16) {
+        return is_forbidden_v4(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    false
 }
 
 fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
@@ -47,7 +74,11 @@ fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
         || o[0] == 0 // 0.0.0.0/8
         || (o[0] == 100 && (o[1] & 0xc0) == 64) // CGNAT 100.64.0.0/10
         || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 192 && o[1] == 0 && o[2] == 2) // documentation TEST-NET-1
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast (deprecated)
         || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18.0.0/15
+        || (o[0] == 198 && o[1] == 51 && o[2] == 100) // documentation TEST-NET-2
+        || (o[0] == 203 && o[1] == 0 && o[2] == 113) // documentation TEST-NET-3
         || o[0] >= 240 // reserved
 }
 
@@ -163,6 +194,91 @@ mod tests {
         for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
             let ip: IpAddr = ip.parse().expect("ip");
             assert!(!is_forbidden(ip), "{ip}");
+        }
+    }
+
+    #[test]
+    fn ipv6_ranges_that_carry_or_hide_ipv4_and_documentation_ranges_are_forbidden() {
+        for ip in [
+            // ::/96, IPv4-compatible, whatever it embeds
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::8.8.8.8",
+            "::",
+            // ::ffff:0:0/96, IPv4-mapped, also with a public address (use the IPv4 literal)
+            "::ffff:8.8.8.8",
+            "::ffff:0:0",
+            // ::ffff:0:0:0/96, IPv4-translated
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:8.8.8.8",
+            // local-use NAT64
+            "64:ff9b:1::1",
+            "64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+            // NAT64 well-known prefix with a private IPv4
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::169.254.169.254",
+            // 6to4 with a private, loopback, link-local or documentation IPv4 inside
+            "2002:7f00:1::",
+            "2002:a00:1::1",
+            "2002:a9fe:a9fe::",
+            "2002:c000:201::",
+            // Teredo, documentation, benchmarking, discard
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
+            "2001:db8:ffff::",
+            "3fff::1",
+            "2001:2::1",
+            "100::1",
+            // IPv4 documentation ranges
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.255",
+            "192.88.99.1",
+            "fec0::1",
+            "ff02::1",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert!(is_forbidden(ip), "{ip}");
+        }
+        for ip in [
+            // the same families with a public address, where the address is what counts
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            // just outside the refused ranges
+            "2001:db9::1",
+            "2001:1::1",
+            "2001:3::1",
+            "64:ff9b:2::1",
+            "::1:0:0:1",
+            "192.0.3.1",
+            "198.51.101.1",
+            "203.0.112.1",
+            "4000::1",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert!(!is_forbidden(ip), "{ip}");
+        }
+    }
+
+    #[test]
+    fn bracketed_ipv6_literals_of_forbidden_ranges_are_refused_in_urls() {
+        for url in [
+            "http://[::127.0.0.1]/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://[64:ff9b:1::a00:1]/x",
+            "http://[2002:7f00:1::]/x",
+            "http://[2001::1]/x",
+            "http://[2001:db8::1]/x",
+            "http://192.0.2.1/x",
+            "http://198.51.100.1/x",
+            "http://203.0.113.1/x",
+        ] {
+            assert!(
+                matches!(check_url(url, false), Err(UrlError::Private(_))),
+                "{url}"
+            );
+            assert!(check_url(url, true).is_ok(), "{url} with private targets allowed");
         }
     }
 

@@ -66,6 +66,9 @@ impl TestEnv {
             .expect("RabbitMQ is up");
         let ch = conn.create_channel().await.expect("channel");
         amqp::declare_topology(&ch, &names).await.expect("topology");
+        amqp::declare_dead_queue(&conn, &names)
+            .await
+            .expect("dead-letter queue");
         amqp::close(&conn, 200, "ok").await;
         Self {
             config,

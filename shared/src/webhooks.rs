@@ -113,7 +113,10 @@ pub fn validate_patterns(patterns: &[String]) -> Result<(), InvalidField> {
     if let Some(bad) = patterns.iter().find(|p| !is_valid_pattern(p)) {
         return Err(invalid(
             "event_types",
-            format!("`{bad}` is not an event type, `category.*` or `*`"),
+            format!(
+                "`{bad}` is not an event type (`license.assigned`), a prefix wildcard \
+                 (`license.*`, `license.key.*`) or `*`: `*` may only be a whole last segment"
+            ),
         ));
     }
     Ok(())
@@ -542,4 +545,38 @@ pub async fn auto_disable(pool: &PgPool, id: Uuid, reason: &str, why: &str) -> s
     notify_changed(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_pattern_grammar_is_enforced_naming_event_types() {
+        assert_eq!(
+            validate_patterns(&patterns(&[
+                "*",
+                "license.*",
+                "license.key.*",
+                "license.assigned"
+            ])),
+            Ok(())
+        );
+        for bad in [
+            "license.*.created",
+            "*.created",
+            "license.a*",
+            "license",
+            "license..*",
+        ] {
+            let err = validate_patterns(&patterns(&["license.*", bad])).expect_err(bad);
+            assert_eq!(err.field, "event_types", "{bad}");
+            assert!(err.reason.contains(bad), "{bad}: {}", err.reason);
+            assert!(err.reason.contains("last segment"), "{}", err.reason);
+        }
+    }
 }

@@ -9,4 +9,5 @@ mod pipeline;
 #[path = "../common/receiver.rs"]
 mod receiver;
 mod scheduler;
+mod startup;
 mod support;
