@@ -193,12 +193,12 @@ impl Lane {
     fn offer_locked(&self, st: &mut State, a: Attempt, permits: &Arc<Semaphore>, now_ms: i64) -> Moves {
         let mut moves = Moves::default();
         let now = Instant::now();
-        if st.in_flight < a.cap() {
-            if let Ok(p) = permits.clone().try_acquire_owned() {
-                st.in_flight += 1;
-                moves.start.push((a, p));
-                return moves;
-            }
+        if st.in_flight < a.cap()
+            && let Ok(p) = permits.clone().try_acquire_owned()
+        {
+            st.in_flight += 1;
+            moves.start.push((a, p));
+            return moves;
         }
         // Stale attempts at the front are deferred now rather than when a slot frees.
         while st

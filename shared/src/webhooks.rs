@@ -135,7 +135,7 @@ pub fn validate_max_in_flight(n: Option<u32>) -> Result<(), InvalidField> {
 /// Checks `rate_limit` (requests per second; fractions allowed, e.g. 0.5 = one every 2 s).
 pub fn validate_rate_limit(r: Option<f64>) -> Result<(), InvalidField> {
     match r {
-        Some(r) if !r.is_finite() || r < 0.01 || r > MAX_RATE_LIMIT => Err(invalid(
+        Some(r) if !r.is_finite() || !(0.01..=MAX_RATE_LIMIT).contains(&r) => Err(invalid(
             "rate_limit",
             format!("must be null or 0.01-{MAX_RATE_LIMIT} requests per second"),
         )),
