@@ -13,8 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
+/// Retries every second; the webhook circuit breaker (tested in tests/it/isolation.rs) stays
+/// closed, since these tests count every retry of endpoints that fail many times in a row.
 fn every_second(n: usize) -> impl FnOnce(&mut hookrelay_shared::Config) {
-    move |c| c.retry_schedule = Some(DurationList(vec![Duration::from_secs(1); n]))
+    move |c| {
+        c.retry_schedule = Some(DurationList(vec![Duration::from_secs(1); n]));
+        c.circuit_failures = 1_000_000;
+    }
 }
 
 struct System {
@@ -195,7 +200,11 @@ async fn with_two_schedulers_no_retry_reaches_the_endpoint_twice() {
 #[tokio::test]
 async fn a_redis_flush_with_1000_retries_pending_still_sends_each_once() {
     // One retry, 10 s after the first failure: time to flush while all 1,000 are pending.
-    let env = TestEnv::with(|c| c.retry_schedule = Some(DurationList(vec![Duration::from_secs(10)]))).await;
+    let env = TestEnv::with(|c| {
+        c.retry_schedule = Some(DurationList(vec![Duration::from_secs(10)]));
+        c.circuit_failures = 1_000_000;
+    })
+    .await;
     let rx = Receiver::start_with(|_| Reply::status(500, "down")).await;
     webhook(&env, rx.url("/hook")).await;
     let system = System::start(&env, 1).await;
