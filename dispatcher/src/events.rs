@@ -22,12 +22,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{
-    Core,
-    lanes::{Attempt, BACKLOG_MAX},
-    record::is_missing_partition,
-    send::AttemptRequest,
-};
+use crate::{Core, lanes::Attempt, record::is_missing_partition, send::AttemptRequest};
 
 /// Most messages handled in one transaction.
 pub const MAX_BATCH: usize = 200;
@@ -69,9 +64,10 @@ pub async fn consume(
             }
             _ = shutdown.cancelled() => break Ok(()),
             // Sending is behind (not one endpoint: a stuck one's queue is deferred within about
-            // a second): take no more until the lanes' queues shrink.
-            _ = tokio::time::sleep(Duration::from_millis(2)), if core.lanes.backlog() >= BACKLOG_MAX => {}
-            first = consumer.next(), if stored.len() < PIPELINE && core.lanes.backlog() < BACKLOG_MAX => {
+            // a second): take no more until the lanes' queues shrink to what the process sends
+            // in a quarter second.
+            _ = tokio::time::sleep(Duration::from_millis(2)), if core.lanes.backlog() >= core.pace.limit() => {}
+            first = consumer.next(), if stored.len() < PIPELINE && core.lanes.backlog() < core.pace.limit() => {
                 let mut batch = match first {
                     Some(Ok(d)) => vec![d],
                     Some(Err(e)) => break Err(e.into()),
@@ -89,7 +85,13 @@ pub async fn consume(
                         Ok(None) | Err(_) => break,
                     }
                 }
-                stored.push_back(handle_batch(core.clone(), batch, dead_channel.clone(), shutdown.clone()));
+                // A task of its own: its statements progress while this loop collects the next
+                // batch or waits on an ack (a future polled only here would stall meanwhile).
+                let task = tokio::spawn(handle_batch(core.clone(), batch, dead_channel.clone(), shutdown.clone()));
+                stored.push_back(async move {
+                    task.await
+                        .unwrap_or_else(|e| Err(anyhow::anyhow!("storing a batch failed: {e}")))
+                });
                 if let Some(e) = failed {
                     break Err(e.into());
                 }

@@ -32,13 +32,10 @@ fn queue_cap(max_in_flight: u32) -> usize {
     (max_in_flight as usize).saturating_mul(256).clamp(256, 16_384)
 }
 
-/// Attempts waiting in all lanes' queues beyond which intake pauses: sending, not one
-/// endpoint, is behind (a stuck endpoint's queue is deferred within about a second).
-pub const BACKLOG_MAX: usize = 4_096;
-
-/// A lane whose requests take less than this on average (or that has not finished one yet)
-/// queues up to its bound.
+/// A lane whose requests take less than this on average queues up to its bound.
 const FAST_REQUEST_MS: f64 = 250.0;
+/// A lane none of whose requests ended for this long is not moving its queue.
+const STALLED: Duration = Duration::from_millis(250);
 
 /// One attempt to make, with what admission needs to know.
 pub struct Attempt {
@@ -89,6 +86,24 @@ struct State {
     avg_ms: f64,
     /// The latest time an `in_flight` deferral was given, so the next is spread after it.
     horizon_ms: i64,
+    /// When a request of this lane last ended (or, before any has, when the first started).
+    progress_at: Option<Instant>,
+    /// How many of this lane's queued attempts count in the process's backlog.
+    counted: usize,
+}
+
+impl State {
+    /// Whether this lane's queue is the process's backlog rather than the endpoint's own: its
+    /// requests are fast and one ended just now. A lane that stalls (no answer yet, or none
+    /// lately) keeps its queue to itself, so it never pauses intake for everyone; its queue is
+    /// bounded by its own rules and deferred after [`MAX_QUEUE_WAIT`].
+    fn counts(&self, now: Instant) -> bool {
+        self.avg_ms > 0.0
+            && self.avg_ms < FAST_REQUEST_MS
+            && self
+                .progress_at
+                .is_some_and(|t| now.saturating_duration_since(t) < STALLED)
+    }
 }
 
 /// One webhook's lane.
@@ -154,19 +169,25 @@ impl Lane {
     /// behind the requests in flight, else defers it.
     pub fn offer(&self, a: Attempt, permits: &Arc<Semaphore>, now_ms: i64) -> Moves {
         let mut st = self.lock();
-        let before = st.queue.len();
         let moves = self.offer_locked(&mut st, a, permits, now_ms);
-        self.count(before, st.queue.len());
+        self.settle(&mut st);
         moves
     }
 
-    fn count(&self, before: usize, after: usize) {
+    /// Brings this lane's share of the process backlog up to date.
+    fn settle(&self, st: &mut State) {
         use std::sync::atomic::Ordering;
-        if after > before {
-            self.backlog.fetch_add(after - before, Ordering::Relaxed);
-        } else if before > after {
-            self.backlog.fetch_sub(before - after, Ordering::Relaxed);
+        let want = if st.counts(Instant::now()) {
+            st.queue.len()
+        } else {
+            0
+        };
+        if want > st.counted {
+            self.backlog.fetch_add(want - st.counted, Ordering::Relaxed);
+        } else if st.counted > want {
+            self.backlog.fetch_sub(st.counted - want, Ordering::Relaxed);
         }
+        st.counted = want;
     }
 
     /// Defers the attempts that waited in the queue too long (the sweeper calls it, so a lane
@@ -174,7 +195,6 @@ impl Lane {
     pub fn sweep(&self, now_ms: i64) -> Moves {
         let mut moves = Moves::default();
         let mut st = self.lock();
-        let before = st.queue.len();
         let now = Instant::now();
         while st
             .queue
@@ -186,7 +206,7 @@ impl Lane {
                 moves.defer.push((q, at, "in_flight"));
             }
         }
-        self.count(before, st.queue.len());
+        self.settle(&mut st);
         moves
     }
 
@@ -197,6 +217,9 @@ impl Lane {
             && let Ok(p) = permits.clone().try_acquire_owned()
         {
             st.in_flight += 1;
+            if st.progress_at.is_none() {
+                st.progress_at = Some(now);
+            }
             moves.start.push((a, p));
             return moves;
         }
@@ -212,11 +235,17 @@ impl Lane {
             }
         }
         let moving = st.in_flight > 0;
-        // A fast lane queues up to its bound (intake pauses on the total first); a slow one
-        // only what its pace sends within MAX_QUEUE_WAIT.
-        let soon = st.avg_ms < FAST_REQUEST_MS || {
-            let wait_ms = (st.queue.len() + 1) as f64 * st.avg_ms / f64::from(a.cap());
-            wait_ms < MAX_QUEUE_WAIT.as_millis() as f64
+        // A lane none of whose requests has ended yet (a new endpoint, or one that never
+        // answers) queues only during its first requests' first second; a fast lane queues up to its bound (intake
+        // pauses on the total first); a slow one only what its pace sends within MAX_QUEUE_WAIT.
+        let soon = if st.avg_ms == 0.0 {
+            st.progress_at
+                .is_some_and(|t| now.saturating_duration_since(t) < MAX_QUEUE_WAIT)
+        } else {
+            st.avg_ms < FAST_REQUEST_MS || {
+                let wait_ms = (st.queue.len() + 1) as f64 * st.avg_ms / f64::from(a.cap());
+                wait_ms < MAX_QUEUE_WAIT.as_millis() as f64
+            }
         };
         if a.manual() || (moving && soon && st.queue.len() < queue_cap(a.cap())) {
             st.queue.push_back((a, now));
@@ -230,9 +259,8 @@ impl Lane {
     /// A request of this lane ended after `took`: frees its slot and moves the queue on.
     pub fn release(&self, took: Duration, permits: &Arc<Semaphore>, now_ms: i64, stopping: bool) -> Moves {
         let mut st = self.lock();
-        let before = st.queue.len();
         let moves = Self::release_locked(&mut st, took, permits, now_ms, stopping);
-        self.count(before, st.queue.len());
+        self.settle(&mut st);
         moves
     }
 
@@ -245,6 +273,7 @@ impl Lane {
     ) -> Moves {
         let mut moves = Moves::default();
         st.in_flight = st.in_flight.saturating_sub(1);
+        st.progress_at = Some(Instant::now());
         let ms = took.as_secs_f64() * 1000.0;
         st.avg_ms = if st.avg_ms == 0.0 {
             ms
@@ -340,6 +369,8 @@ impl Lanes {
                         refreshing: false,
                         avg_ms: 0.0,
                         horizon_ms: 0,
+                        progress_at: None,
+                        counted: 0,
                     }),
                 })
             })
@@ -449,6 +480,14 @@ mod tests {
         let lane = lanes.get(Uuid::nil());
         let permits = Arc::new(Semaphore::new(100));
         let cap = 1;
+        // One fast answer: the lane is known to move quickly, so it queues up to its bound.
+        assert_eq!(
+            lane.offer(attempt(cap, Trigger::Initial), &permits, 0)
+                .start
+                .len(),
+            1
+        );
+        let _ = lane.release(Duration::from_millis(5), &permits, 0, false);
         let first = lane.offer(attempt(cap, Trigger::Initial), &permits, 0);
         assert_eq!(first.start.len(), 1);
         let mut deferred = Vec::new();
@@ -490,6 +529,35 @@ mod tests {
     }
 
     #[test]
+    fn only_a_fast_moving_lanes_queue_counts_in_the_backlog() {
+        let lanes = Lanes::default();
+        let lane = lanes.get(Uuid::nil());
+        let permits = Arc::new(Semaphore::new(100));
+        let cap = 4;
+        let mut started = Vec::new();
+        for _ in 0..20 {
+            let m = lane.offer(attempt(cap, Trigger::Initial), &permits, 0);
+            assert!(m.defer.is_empty(), "queued during its first second");
+            started.extend(m.start);
+        }
+        assert_eq!(started.len(), 4, "its cap in flight");
+        assert_eq!(
+            lanes.backlog(),
+            0,
+            "no answer yet: its queue is its own, it does not pause intake"
+        );
+        let m = lane.release(Duration::from_millis(5), &permits, 0, false);
+        assert_eq!(m.start.len(), 1);
+        assert_eq!(
+            lanes.backlog(),
+            15,
+            "answering fast: its queue is the process's backlog"
+        );
+        let _ = lane.sweep(0);
+        assert_eq!(lanes.backlog(), 15);
+    }
+
+    #[test]
     fn manual_attempts_wait_rather_than_being_deferred() {
         let lanes = Lanes::default();
         let lane = lanes.get(Uuid::nil());
@@ -503,6 +571,12 @@ mod tests {
         let lanes = Lanes::default();
         let lane = lanes.get(Uuid::nil());
         let permits = Arc::new(Semaphore::new(100));
+        // One fast answer first, so the lane queues more than its cap.
+        assert_eq!(
+            lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
+            1
+        );
+        let _ = lane.release(Duration::from_millis(5), &permits, 0, false);
         assert_eq!(
             lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
             1

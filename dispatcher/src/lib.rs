@@ -17,6 +17,7 @@ pub mod events;
 pub mod guard;
 pub mod jobs;
 pub mod lanes;
+pub mod pace;
 pub mod record;
 pub mod send;
 pub mod targets;
@@ -52,6 +53,8 @@ pub struct Core {
     pub deferrer: DeferHandle,
     pub guard: Guard,
     pub lanes: Lanes,
+    /// How much intake may queue ahead of sending ([`pace`]).
+    pub pace: pace::Pace,
     /// One permit per request in flight in this process (`HOOKRELAY_DISPATCH_CONCURRENCY`).
     pub permits: Arc<Semaphore>,
     /// Attempt and job tasks, awaited on shutdown.
@@ -161,13 +164,15 @@ impl Core {
         }
     }
 
-    /// Every 200 ms, defers what waited in a lane's queue longer than it may.
+    /// Every 200 ms, defers what waited in a lane's queue longer than it may, and re-estimates
+    /// how far intake may run ahead.
     async fn sweep(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
+            self.pace.tick(std::time::Instant::now());
             for lane in self.lanes.all() {
                 let moves = lane.sweep(now_ms());
                 self.apply(&lane, moves);
@@ -228,6 +233,7 @@ impl Core {
         m.deliveries_in_flight.inc();
         let out = self.sender.send(&a.req).await;
         m.deliveries_in_flight.dec();
+        self.pace.completed();
         tracing::debug!(delivery_id = %a.req.delivery_id, webhook_id = %a.req.target.webhook.id,
             attempt = a.req.attempt, status = ?out.response_code, error = ?out.error,
             duration_ms = out.duration.as_millis() as u64, "attempt made");
@@ -360,6 +366,7 @@ impl Dispatcher {
             deferrer,
             guard: Guard::new(ctx.clone()),
             lanes: Lanes::default(),
+            pace: pace::Pace::default(),
             names: amqp::Names::new(&ctx.config.namespace),
             permits: Arc::new(Semaphore::new(ctx.config.dispatch_concurrency)),
             ctx,

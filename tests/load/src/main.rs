@@ -5,7 +5,8 @@
 //!
 //! Noisy-neighbour mode (`--black-holes N`): N more webhooks whose endpoint accepts TCP
 //! connections and never answers get `--black-hole-events` events each, published before the
-//! healthy load; the figures are the healthy webhooks' alone.
+//! healthy load; the figures are the healthy webhooks' alone. `--noisy-neighbour` runs the load
+//! without and then with one black hole and compares the two.
 //!
 //! It runs in its own database and namespace on the local services and removes them after.
 
@@ -29,7 +30,7 @@ use hookrelay_shared::{
 use lapin::{BasicProperties, options::BasicPublishOptions, options::QueueDeclareOptions, types::FieldTable};
 use sqlx::{Connection, Executor};
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "hookrelay-load", about = "Load test of the hookrelay dispatcher")]
 struct Args {
     /// Events to publish.
@@ -76,6 +77,18 @@ struct Args {
     /// Events published to each black-hole webhook before the healthy load.
     #[arg(long, default_value_t = 3000)]
     black_hole_events: usize,
+    /// Run twice, without and then with one black hole (`--black-hole-events` queued to it), and
+    /// compare the healthy webhooks' rate and p99 (fails if the rate drops below 90 % or the
+    /// p99 more than doubles).
+    #[arg(long)]
+    noisy_neighbour: bool,
+}
+
+/// The healthy webhooks' figures of one run.
+struct Figures {
+    overall: f64,
+    steady: Option<f64>,
+    p99_ms: f64,
 }
 
 /// The machine's CPU counters (all cores): (busy, total) jiffies from /proc/stat.
@@ -179,6 +192,43 @@ fn spawn_dispatcher(args: &Args, config: &Config, n: usize) -> anyhow::Result<Ch
 async fn main() -> anyhow::Result<()> {
     hookrelay_shared::install_crypto_provider();
     let args = Args::parse();
+    if !args.noisy_neighbour {
+        run(args).await?;
+        return Ok(());
+    }
+    println!("== without a black hole");
+    let base = run(Args {
+        black_holes: 0,
+        ..args.clone()
+    })
+    .await?;
+    println!(
+        "== with one black hole ({} events queued to it first)",
+        args.black_hole_events
+    );
+    let noisy = run(Args {
+        black_holes: 1,
+        ..args.clone()
+    })
+    .await?;
+    let rate = |f: &Figures| f.steady.unwrap_or(f.overall);
+    let rate_ratio = rate(&noisy) / rate(&base);
+    let p99_ratio = noisy.p99_ms / base.p99_ms;
+    println!(
+        "noisy neighbour: healthy rate {:.0} -> {:.0} deliveries/s ({:.0} %), p99 publish -> first attempt {:.1} -> {:.1} ms (x{p99_ratio:.2})",
+        rate(&base),
+        rate(&noisy),
+        rate_ratio * 100.0,
+        base.p99_ms,
+        noisy.p99_ms
+    );
+    if rate_ratio < 0.9 || p99_ratio > 2.0 {
+        bail!("the black hole hurt the healthy webhook: rate at least 90 % and p99 at most x2 expected");
+    }
+    Ok(())
+}
+
+async fn run(args: Args) -> anyhow::Result<Figures> {
     let suffix = format!("{:08x}", rand_suffix());
     let config = Config {
         database_url: format!("{}/hookrelay_load_{suffix}", args.postgres),
@@ -364,6 +414,17 @@ async fn main() -> anyhow::Result<()> {
             .bind(&healthy)
             .fetch_one(&pool)
             .await?;
+    // Request time as the dispatcher measured it: with a webhook's max_in_flight requests at
+    // once, one webhook's rate is at most max_in_flight / this.
+    let request_ms: (Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT avg(duration_ms)::float8,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)
+         FROM attempts WHERE webhook_id = ANY($1)",
+    )
+    .bind(&healthy)
+    .fetch_one(&pool)
+    .await?;
     let hole_stats: (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM attempts WHERE NOT webhook_id = ANY($1)),
                 (SELECT count(*) FROM deliveries WHERE NOT webhook_id = ANY($1)),
@@ -429,6 +490,12 @@ async fn main() -> anyhow::Result<()> {
         lat.len()
     );
     println!(
+        "request time:          avg {:.1} ms, p50 {:.1} ms, p99 {:.1} ms (as the dispatcher measured it)",
+        request_ms.0.unwrap_or(f64::NAN),
+        request_ms.1.unwrap_or(f64::NAN),
+        request_ms.2.unwrap_or(f64::NAN)
+    );
+    println!(
         "receiver requests:     {}",
         stats.arrivals.load(Ordering::Relaxed)
     );
@@ -476,7 +543,11 @@ async fn main() -> anyhow::Result<()> {
             args.timeout_secs
         );
     }
-    Ok(())
+    Ok(Figures {
+        overall: persisted as f64 / total_secs,
+        steady,
+        p99_ms: percentile(&lat, 0.99),
+    })
 }
 
 /// Publishes the healthy load (`--events` of `load.test`, paced by `--rate`).
