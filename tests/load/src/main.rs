@@ -82,6 +82,10 @@ struct Args {
     /// p99 more than doubles).
     #[arg(long)]
     noisy_neighbour: bool,
+    /// The healthy webhooks' `max_in_flight` (default: the webhook default, 32). One webhook's
+    /// rate is at most this divided by its request time.
+    #[arg(long)]
+    max_in_flight: Option<u32>,
 }
 
 /// The healthy webhooks' figures of one run.
@@ -282,7 +286,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
                     enabled: true,
                     retry_policy: None,
                     secret: None,
-                    max_in_flight: None,
+                    max_in_flight: args.max_in_flight,
                     rate_limit: None,
                 },
             )
