@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
                     let again = Cursor::decode(&c.encode(sort, descending), sort, descending)
                         .expect("a re-encoded cursor decodes");
                     assert_eq!(again, c);
-                    assert!(Cursor::decode(&raw, sort, !descending).is_err(), "the order is checked");
+                    assert!(
+                        Cursor::decode(&raw, sort, !descending).is_err(),
+                        "the order is checked"
+                    );
                 }
             }
         }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use hookrelay_shared::{
     duration::{DurationList, HumanDuration, OrOff, format_duration, parse_duration, parse_duration_list},
-    retry::{FailedAttempt, MAX_DELAY, RetryPolicy, RetryPolicySpec, next_delay, parse_retry_after, retry_at},
+    retry::{
+        FailedAttempt, MAX_DELAY, RetryPolicy, RetryPolicySpec, next_delay, parse_retry_after, retry_at,
+    },
 };
 use libfuzzer_sys::fuzz_target;
 use rand::{SeedableRng, rngs::StdRng};

@@ -24,9 +24,11 @@ fuzz_target!(|data: &[u8]| {
             assert!((1..=9999).contains(&e.occurred_at.year()));
             // As raw JSON: `data` passes through as written, also numbers beyond what an f64
             // (and so serde_json::Value) holds, such as 7e999.
-            let body: HashMap<String, Box<RawValue>> = serde_json::from_str(&e.body).expect("the body is JSON");
+            let body: HashMap<String, Box<RawValue>> =
+                serde_json::from_str(&e.body).expect("the body is JSON");
             assert_eq!(body.len(), 4);
-            let again = parse_event(e.body.as_bytes(), usize::MAX, received_at).expect("the body is an event");
+            let again =
+                parse_event(e.body.as_bytes(), usize::MAX, received_at).expect("the body is an event");
             assert_eq!(again.id, e.id);
             assert_eq!(again.event_type, e.event_type);
             // The body's `timestamp` is the time, to the millisecond, in UTC.

@@ -41,5 +41,8 @@ fuzz_target!(|input: (&str, &str)| {
             assert_eq!(matched, want, "{pattern:?} against {event_type:?}");
         }
     }
-    assert_eq!(any_matches(&[pattern, event_type], event_type), matched || pattern_matches(event_type, event_type));
+    assert_eq!(
+        any_matches(&[pattern, event_type], event_type),
+        matched || pattern_matches(event_type, event_type)
+    );
 });

@@ -3,8 +3,8 @@
 //! entries; freshness is exactly `|now - timestamp| <= tolerance`.
 #![no_main]
 
-use hookrelay_shared::signature::{Secret, sign_header, verify, verify_fresh};
 use arbitrary::Arbitrary;
+use hookrelay_shared::signature::{Secret, sign_header, verify, verify_fresh};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
