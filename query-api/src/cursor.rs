@@ -183,4 +183,98 @@ mod tests {
         let err = Cursor::decode(&raw, SortKey::AttemptedAt, true).expect_err("out of range");
         assert!(err.to_string().contains("out of range"), "{err}");
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn sort_key() -> impl Strategy<Value = SortKey> {
+            prop_oneof![
+                Just(SortKey::AttemptedAt),
+                Just(SortKey::Status),
+                Just(SortKey::ResponseCode)
+            ]
+        }
+
+        /// A value that fits `sort` (as the log's queries produce them).
+        fn value_for(sort: SortKey) -> BoxedStrategy<SortValue> {
+            match sort {
+                SortKey::AttemptedAt => Just(SortValue::None).boxed(),
+                SortKey::Status => prop_oneof![
+                    Just(SortValue::Status("success")),
+                    Just(SortValue::Status("failed"))
+                ]
+                .boxed(),
+                SortKey::ResponseCode => (0i32..=999).prop_map(SortValue::Code).boxed(),
+            }
+        }
+
+        /// A cursor's wire content with odd values: any key, order, status, code and time.
+        fn wire_json() -> impl Strategy<Value = String> {
+            (
+                prop_oneof!["attempted_at|status|response_code", any::<String>()],
+                prop_oneof!["asc|desc", any::<String>()],
+                proptest::option::of(prop_oneof!["success|failed|maybe", any::<String>()]),
+                proptest::option::of(any::<i32>()),
+                any::<i64>(),
+                any::<u128>(),
+            )
+                .prop_map(|(s, o, st, rc, t, i)| {
+                    serde_json::json!({
+                        "s": s, "o": o, "st": st, "rc": rc, "t": t, "i": Uuid::from_u128(i),
+                    })
+                    .to_string()
+                })
+        }
+
+        fn is_cursor_error(e: &AppError) -> bool {
+            matches!(e, AppError::BadRequest(m) if m.starts_with("cursor: "))
+        }
+
+        proptest! {
+            /// Every cursor of the log round-trips exactly (microsecond times, years 1-9999),
+            /// and is refused for any other sort or order.
+            #[test]
+            fn every_cursor_round_trips(
+                (sort, value) in sort_key().prop_flat_map(|s| (Just(s), value_for(s))),
+                micros in -62_135_596_800_000_000i64..253_402_300_799_999_999,
+                id in any::<u128>(),
+                descending in any::<bool>(),
+                other in sort_key(),
+            ) {
+                let c = Cursor {
+                    value,
+                    attempted_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).expect("in range"),
+                    id: Uuid::from_u128(id),
+                };
+                let raw = c.encode(sort, descending);
+                prop_assert_eq!(Cursor::decode(&raw, sort, descending).expect("decodes"), c);
+                prop_assert!(Cursor::decode(&raw, sort, !descending).is_err());
+                if other != sort {
+                    prop_assert!(Cursor::decode(&raw, other, descending).is_err());
+                }
+            }
+
+            /// Any text, and any JSON content in the cursor's encoding, is a cursor or a 400
+            /// naming `cursor`, never a panic; what decodes re-encodes to the same position.
+            #[test]
+            fn any_cursor_text_decodes_or_is_a_400(
+                text in any::<String>(),
+                json in wire_json(),
+                sort in sort_key(),
+                descending in any::<bool>(),
+            ) {
+                for raw in [text, URL_SAFE_NO_PAD.encode(json)] {
+                    match Cursor::decode(&raw, sort, descending) {
+                        Err(e) => prop_assert!(is_cursor_error(&e), "{:?}", e),
+                        Ok(c) => {
+                            let again = Cursor::decode(&c.encode(sort, descending), sort, descending);
+                            prop_assert_eq!(again.ok(), Some(c));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -42,12 +42,12 @@ pub struct ListParams {
     /// Exact event type.
     pub event_type: Option<String>,
     /// `success` or `failed`.
-    #[param(value_type = Option<StatusParam>)]
+    #[param(value_type = Option<StatusParam>, inline)]
     pub status: Option<String>,
     #[param(value_type = Option<Uuid>)]
     pub webhook_id: Option<String>,
-    /// Exact HTTP status of the response.
-    #[param(value_type = Option<u16>)]
+    /// Exact HTTP status of the response (100-599).
+    #[param(value_type = Option<u16>, minimum = 100, maximum = 599)]
     pub response_code: Option<String>,
     /// RFC 3339; attempts at or after this time.
     #[param(value_type = Option<String>, format = DateTime)]
@@ -56,10 +56,10 @@ pub struct ListParams {
     #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
     /// `attempted_at` (default), `status` or `response_code` (no response counts as 0).
-    #[param(value_type = Option<SortParam>)]
+    #[param(value_type = Option<SortParam>, inline)]
     pub sort: Option<String>,
     /// `desc` (default) or `asc`.
-    #[param(value_type = Option<OrderParam>)]
+    #[param(value_type = Option<OrderParam>, inline)]
     pub order: Option<String>,
     /// 1..200, default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
@@ -646,7 +646,7 @@ pub async fn fetch_page(db: &sqlx::PgPool, lq: &LogQuery) -> AppResult<DeliveryP
 
 /// The delivery log: one item per attempt, newest first by default.
 #[utoipa::path(
-    get, path = "/api/v1/deliveries", tag = "deliveries",
+    get, path = "/api/v1/deliveries", tag = "deliveries", operation_id = "list_deliveries",
     params(ListParams),
     security(("bearer" = [])),
     responses(
@@ -718,7 +718,7 @@ struct DetailRow {
 
 /// One attempt in full: request, payload and response.
 #[utoipa::path(
-    get, path = "/api/v1/deliveries/{id}", tag = "deliveries",
+    get, path = "/api/v1/deliveries/{id}", tag = "deliveries", operation_id = "get_delivery",
     params(("id" = Uuid, Path, description = "The attempt id")),
     security(("bearer" = [])),
     responses(

@@ -210,3 +210,116 @@ mod tests {
         assert!(!v["detail"].as_str().unwrap_or_default().contains("a bug"), "{v}");
     }
 }
+
+/// What schemathesis (scripts/schemathesis.sh) found wrong in the OpenAPI document.
+#[cfg(test)]
+mod openapi_tests {
+    use std::collections::HashSet;
+
+    use serde_json::Value;
+
+    fn doc() -> Value {
+        serde_json::from_str(&crate::openapi_json()).expect("the document is JSON")
+    }
+
+    fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                out.push((method.to_uppercase(), path.clone(), op));
+            }
+        }
+        out
+    }
+
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    fn param<'a>(op: &'a Value, name: &str) -> &'a Value {
+        op["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .unwrap_or_else(|| panic!("parameter {name} is documented"))
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = doc();
+        let mut seen = HashSet::new();
+        for (method, path, op) in operations(&doc) {
+            let id = op["operationId"].as_str().expect("an operationId").to_owned();
+            assert!(
+                seen.insert(id.clone()),
+                "{method} {path}: operationId {id} is used twice"
+            );
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = doc();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let pointer = r.strip_prefix('#').expect("a local reference");
+            assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+        }
+    }
+
+    #[test]
+    fn parameter_bounds_are_documented_as_enforced() {
+        let doc = doc();
+        let log = &doc["paths"]["/api/v1/deliveries"]["get"];
+        let code = &param(log, "response_code")["schema"];
+        assert_eq!(
+            (&code["minimum"], &code["maximum"]),
+            (&Value::from(100), &Value::from(599))
+        );
+        for (op, name) in [
+            (log, "limit"),
+            (&doc["paths"]["/api/v1/webhooks"]["get"], "limit"),
+        ] {
+            let s = &param(op, name)["schema"];
+            assert_eq!(
+                (&s["minimum"], &s["maximum"]),
+                (&Value::from(1), &Value::from(200)),
+                "{s}"
+            );
+        }
+        for name in ["status", "sort", "order"] {
+            assert!(
+                param(log, name)["schema"]["enum"].is_array(),
+                "{name} lists its values"
+            );
+        }
+    }
+
+    #[test]
+    fn json_bodies_document_413_and_415_and_metrics_its_content_type() {
+        let doc = doc();
+        for (method, path, op) in operations(&doc) {
+            let json_body = op["requestBody"]["content"]["application/json"].is_object();
+            if json_body && path != "/api/v1/webhooks/{id}/rotate-secret" {
+                for status in ["413", "415"] {
+                    assert!(op["responses"][status].is_object(), "{method} {path}: {status}");
+                }
+            }
+        }
+        let metrics = &doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
+        assert!(
+            metrics[hookrelay_shared::metrics::CONTENT_TYPE].is_object(),
+            "{metrics}"
+        );
+    }
+}

@@ -198,6 +198,8 @@ fn parse_bulk(b: &BulkRetryFilter) -> Result<(Filter, Option<String>), AppError>
         (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (the detail names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn retry_bulk(

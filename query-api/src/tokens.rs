@@ -57,7 +57,7 @@ pub struct TokenCreate {
 
 /// Every token, newest first (revoked ones too).
 #[utoipa::path(
-    get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    get, path = "/api/v1/tokens", tag = "tokens", operation_id = "list_tokens", security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<TokenOut>),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -71,13 +71,15 @@ pub async fn list(State(state): State<AppState>, _auth: Auth<Owner>) -> AppResul
 
 /// Creates a token; the answer's `token` is shown only this once.
 #[utoipa::path(
-    post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenCreate, security(("bearer" = [])),
+    post, path = "/api/v1/tokens", tag = "tokens", operation_id = "create_token", request_body = TokenCreate, security(("bearer" = [])),
     responses(
         (status = 201, body = TokenOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(
@@ -100,7 +102,7 @@ pub async fn create(
 
 /// Revokes a token at once.
 #[utoipa::path(
-    delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    delete, path = "/api/v1/tokens/{id}", tag = "tokens", operation_id = "revoke_token", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked"),
         (status = 400, body = Problem, content_type = "application/problem+json"),

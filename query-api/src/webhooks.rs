@@ -142,7 +142,7 @@ pub struct WebhookPage {
 #[into_params(parameter_in = Query)]
 pub struct WebhookListParams {
     /// 1..200, default 50.
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -184,7 +184,7 @@ fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), AppError> {
 
 /// Live webhooks, oldest first.
 #[utoipa::path(
-    get, path = "/api/v1/webhooks", tag = "webhooks", params(WebhookListParams),
+    get, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "list_webhooks", params(WebhookListParams),
     security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookPage),
@@ -223,7 +223,7 @@ pub async fn list(
 
 /// Creates a webhook; the answer holds its secret (shown only here and on rotation).
 #[utoipa::path(
-    post, path = "/api/v1/webhooks", tag = "webhooks", request_body = WebhookCreate,
+    post, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "create_webhook", request_body = WebhookCreate,
     security(("bearer" = [])),
     responses(
         (status = 201, body = WebhookOut),
@@ -231,6 +231,8 @@ pub async fn list(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (the detail names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(
@@ -248,7 +250,7 @@ pub async fn create(
 
 /// One webhook (without its secret).
 #[utoipa::path(
-    get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    get, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "get_webhook", params(("id" = Uuid, Path)),
     security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookOut),
@@ -273,7 +275,7 @@ pub async fn get(
 
 /// Changes the given fields; the dispatchers pick the change up at once.
 #[utoipa::path(
-    patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "update_webhook", params(("id" = Uuid, Path)),
     request_body = WebhookUpdate,
     security(("bearer" = [])),
     responses(
@@ -283,6 +285,8 @@ pub async fn get(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update(
@@ -304,7 +308,7 @@ pub async fn update(
 
 /// Deletes a webhook: it gets nothing more; its attempts stay in the log.
 #[utoipa::path(
-    delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
+    delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "delete_webhook", params(("id" = Uuid, Path)),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
