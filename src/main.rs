@@ -106,6 +106,10 @@ enum WebhooksCommand {
         /// Create it disabled.
         #[arg(long)]
         disabled: bool,
+        /// A payload filter as JSON, e.g. '{"data.plan": ["pro", "team"], "data.seats": {"$gte": 5}}'
+        /// (see docs/webhook-options.md).
+        #[arg(long)]
+        filter: Option<String>,
     },
 }
 
@@ -341,7 +345,12 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
             url,
             events,
             disabled,
+            filter,
         } => {
+            let filter = filter
+                .map(|f| serde_json::from_str::<serde_json::Value>(&f))
+                .transpose()
+                .context("--filter must be JSON")?;
             let new = NewWebhook {
                 name,
                 url,
@@ -355,6 +364,7 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
                 secret: None,
                 max_in_flight: None,
                 rate_limit: None,
+                filter,
             };
             new.validate(config.allow_private_targets).map_err(|e| {
                 anyhow::anyhow!(
@@ -362,7 +372,7 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
                     if e.field == "event_types" {
                         "events"
                     } else {
-                        e.field
+                        e.field.as_str()
                     },
                     e.reason
                 )

@@ -392,6 +392,7 @@ mod tests {
             rate_limit: None,
             disabled_reason: None,
             disabled_at: None,
+            filter: None,
             created_at: now,
             updated_at: now,
         };

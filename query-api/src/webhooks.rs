@@ -41,6 +41,10 @@ pub struct WebhookOut {
     /// `HOOKRELAY_DISABLE_AFTER`) or `gone` (the endpoint answered 410); null while enabled.
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<String>,
+    /// The payload filter: paths (`type`, `data.<field>`) to conditions; null = every
+    /// subscribed event. See docs/webhook-options.md.
+    #[schema(value_type = Option<Object>, example = json!({"data.plan": ["pro", "team"], "data.seats": {"$gte": 5}}))]
+    pub filter: Option<serde_json::Value>,
     /// The circuit breaker shared by the dispatchers (on `GET /api/v1/webhooks/{id}`; null
     /// when Redis can't be read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +69,7 @@ impl WebhookOut {
             rate_limit: w.rate_limit,
             disabled_reason: w.disabled_reason,
             disabled_at: w.disabled_at.map(rfc3339),
+            filter: w.filter,
             health: None,
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
@@ -112,6 +117,11 @@ pub struct WebhookCreate {
     max_in_flight: Option<u32>,
     /// Requests per second across all dispatchers (0.01-100000); absent or null = no limit.
     rate_limit: Option<f64>,
+    /// A payload filter: `{"type": ..., "data.<path>": value | [any of] | {"$exists"|"$ne"|
+    /// "$gt"|"$gte"|"$lt"|"$lte"|"$prefix": ...}}`; all paths must hold. Absent or null = none.
+    /// 422 naming the path (`filter.data.seats`) when invalid.
+    #[schema(value_type = Option<Object>, example = json!({"type": "license.assigned", "data.seats": {"$gte": 5}}))]
+    filter: Option<serde_json::Value>,
 }
 
 /// The body of `PATCH /api/v1/webhooks/{id}`: absent fields stay as they are.
@@ -129,6 +139,9 @@ pub struct WebhookUpdate {
     max_in_flight: Option<u32>,
     /// `null` removes the limit.
     rate_limit: Option<f64>,
+    /// Replaces the filter; `null` removes it.
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
 }
 
 /// A page of webhooks, oldest first.

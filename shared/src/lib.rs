@@ -8,6 +8,7 @@ pub mod context;
 pub mod db;
 pub mod duration;
 pub mod event;
+pub mod filter;
 pub mod health;
 pub mod ids;
 pub mod jobs;

@@ -6,7 +6,9 @@ use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{matching::is_valid_pattern, retry::RetryPolicySpec, signature::Secret, ssrf};
+use crate::{
+    matching::is_valid_pattern, retry::RetryPolicySpec, signature::Secret, ssrf,
+};
 
 /// PostgreSQL NOTIFY channel announcing webhook changes (payload: the webhook id).
 pub const CHANGES_CHANNEL: &str = "hookrelay_webhooks";
@@ -37,6 +39,9 @@ pub struct Webhook {
     pub disabled_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub disabled_at: Option<OffsetDateTime>,
+    /// The payload filter ([`crate::filter`]); `None` = every subscribed event.
+    #[serde(default)]
+    pub filter: Option<serde_json::Value>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -51,7 +56,7 @@ pub const MAX_MAX_IN_FLIGHT: u32 = 1024;
 pub const MAX_RATE_LIMIT: f64 = 100_000.0;
 
 /// What is needed to create a webhook.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     pub name: String,
@@ -69,6 +74,9 @@ pub struct NewWebhook {
     pub max_in_flight: Option<u32>,
     #[serde(default)]
     pub rate_limit: Option<f64>,
+    /// A payload filter ([`crate::filter`]); absent or `null` = none.
+    #[serde(default)]
+    pub filter: Option<serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -79,13 +87,14 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct InvalidField {
-    pub field: &'static str,
+    /// The field, or a path inside it (`filter.data.plan`).
+    pub field: String,
     pub reason: String,
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidField {
+pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidField {
     InvalidField {
-        field,
+        field: field.into(),
         reason: reason.into(),
     }
 }
@@ -160,6 +169,7 @@ impl NewWebhook {
         validate_policy(&self.retry_policy)?;
         validate_max_in_flight(self.max_in_flight)?;
         validate_rate_limit(self.rate_limit)?;
+        crate::filter::validate_field(self.filter.as_ref())?;
         if let Some(s) = &self.secret {
             Secret::parse_strict(s).map_err(|e| invalid("secret", e.to_string()))?;
         }
@@ -167,54 +177,43 @@ impl NewWebhook {
     }
 }
 
-type Row = (
-    Uuid,
-    String,
-    String,
-    Vec<String>,
-    bool,
-    Option<sqlx::types::Json<RetryPolicySpec>>,
-    i32,
-    Option<f64>,
-    Option<String>,
-    Option<OffsetDateTime>,
-    OffsetDateTime,
-    OffsetDateTime,
-);
+/// A `webhooks` row as [`COLUMNS`] selects it.
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    name: String,
+    url: String,
+    event_types: Vec<String>,
+    enabled: bool,
+    retry_policy: Option<sqlx::types::Json<RetryPolicySpec>>,
+    max_in_flight: i32,
+    rate_limit: Option<f64>,
+    disabled_reason: Option<String>,
+    disabled_at: Option<OffsetDateTime>,
+    filter: Option<sqlx::types::Json<serde_json::Value>>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
 
 /// Columns matching [`Row`].
 pub const COLUMNS: &str = "id, name, url, event_types, enabled, retry_policy, max_in_flight, rate_limit, \
-    disabled_reason, disabled_at, created_at, updated_at";
+    disabled_reason, disabled_at, filter, created_at, updated_at";
 
-fn from_row(
-    (
-        id,
-        name,
-        url,
-        event_types,
-        enabled,
-        policy,
-        max_in_flight,
-        rate_limit,
-        disabled_reason,
-        disabled_at,
-        created_at,
-        updated_at,
-    ): Row,
-) -> Webhook {
+fn from_row(r: Row) -> Webhook {
     Webhook {
-        id,
-        name,
-        url,
-        event_types,
-        enabled,
-        retry_policy: policy.map(|j| j.0),
-        max_in_flight: u32::try_from(max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
-        rate_limit,
-        disabled_reason,
-        disabled_at,
-        created_at,
-        updated_at,
+        id: r.id,
+        name: r.name,
+        url: r.url,
+        event_types: r.event_types,
+        enabled: r.enabled,
+        retry_policy: r.retry_policy.map(|j| j.0),
+        max_in_flight: u32::try_from(r.max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        rate_limit: r.rate_limit,
+        disabled_reason: r.disabled_reason,
+        disabled_at: r.disabled_at,
+        filter: r.filter.map(|j| j.0),
+        created_at: r.created_at,
+        updated_at: r.updated_at,
     }
 }
 
@@ -237,9 +236,9 @@ pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Se
     let mut tx = pool.begin().await?;
     let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhooks (id, name, url, event_types, enabled, retry_policy, max_in_flight,
-             rate_limit, disabled_reason, disabled_at)
+             rate_limit, disabled_reason, disabled_at, filter)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5 THEN NULL ELSE 'manual' END,
-             CASE WHEN $5 THEN NULL ELSE now() END)
+             CASE WHEN $5 THEN NULL ELSE now() END, $9)
          RETURNING {COLUMNS}"
     )))
     .bind(crate::ids::new_id())
@@ -250,6 +249,7 @@ pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Se
     .bind(new.retry_policy.map(sqlx::types::Json))
     .bind(new.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) as i32)
     .bind(new.rate_limit)
+    .bind(new.filter.map(sqlx::types::Json))
     .fetch_one(&mut *tx)
     .await?;
     let webhook = from_row(row);
@@ -405,6 +405,9 @@ pub struct WebhookPatch {
     /// `null` removes the limit; absent leaves it.
     #[serde(default, deserialize_with = "present")]
     pub rate_limit: Option<Option<f64>>,
+    /// `null` removes the filter; absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    pub filter: Option<Option<serde_json::Value>>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
@@ -432,6 +435,9 @@ impl WebhookPatch {
         validate_max_in_flight(self.max_in_flight)?;
         if let Some(r) = self.rate_limit {
             validate_rate_limit(r)?;
+        }
+        if let Some(f) = &self.filter {
+            crate::filter::validate_field(f.as_ref())?;
         }
         Ok(())
     }
@@ -467,6 +473,10 @@ pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Resul
         Some(r) => (true, r),
         None => (false, None),
     };
+    let (set_filter, filter) = match patch.filter {
+        Some(f) => (true, f.map(sqlx::types::Json)),
+        None => (false, None),
+    };
     let mut tx = pool.begin().await?;
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE webhooks SET name = COALESCE($2, name), url = COALESCE($3, url),
@@ -474,6 +484,7 @@ pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Resul
              retry_policy = CASE WHEN $6 THEN $7 ELSE retry_policy END,
              max_in_flight = COALESCE($8, max_in_flight),
              rate_limit = CASE WHEN $9 THEN $10 ELSE rate_limit END,
+             filter = CASE WHEN $11 THEN $12 ELSE filter END,
              -- Enabling clears the reason; disabling through the API says it was manual.
              disabled_reason = CASE WHEN $5 IS NULL THEN disabled_reason WHEN $5 THEN NULL
                  WHEN enabled THEN 'manual' ELSE disabled_reason END,
@@ -492,6 +503,8 @@ pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Resul
     .bind(patch.max_in_flight.map(|n| n as i32))
     .bind(set_rate)
     .bind(rate)
+    .bind(set_filter)
+    .bind(filter)
     .fetch_optional(&mut *tx)
     .await?;
     if row.is_some() {

@@ -65,6 +65,7 @@ pub async fn webhook(
             secret: None,
             max_in_flight: None,
             rate_limit: None,
+            ..Default::default()
         },
     )
     .await

@@ -216,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
                 secret: None,
                 max_in_flight: None,
                 rate_limit: None,
+                ..Default::default()
             },
         )
         .await?;
@@ -234,6 +235,7 @@ async fn main() -> anyhow::Result<()> {
                     secret: None,
                     max_in_flight: None,
                     rate_limit: None,
+                    ..Default::default()
                 },
             )
             .await?

@@ -1,0 +1,162 @@
+//! End-to-end tests of the per-webhook delivery options (issue 13): the real `hookrelay
+//! dispatcher` process against real services and a receiver on 127.0.0.1.
+
+use std::{collections::HashSet, process::Child, time::Duration};
+
+use hookrelay_shared::{
+    amqp,
+    testing::{Receiver, TestEnv, eventually},
+    webhooks::{self, NewWebhook, Webhook},
+};
+use serde_json::{Value, json};
+
+use crate::support;
+
+async fn hook(env: &TestEnv, url: &str, adjust: impl FnOnce(&mut NewWebhook)) -> Webhook {
+    let mut new = NewWebhook {
+        name: "options".into(),
+        url: url.into(),
+        event_types: vec!["order.*".into()],
+        enabled: true,
+        ..Default::default()
+    };
+    adjust(&mut new);
+    new.validate(true).expect("valid webhook");
+    webhooks::create(&env.db, new).await.expect("webhook").0
+}
+
+/// Publishes `(id, type, data)` events and waits for the broker's confirms.
+async fn publish(env: &TestEnv, events: &[(String, &str, Value)]) {
+    let conn = amqp::connect(&env.config.amqp_url, "test")
+        .await
+        .expect("RabbitMQ");
+    let ch = amqp::confirm_channel(&conn).await.expect("channel");
+    let mut confirms = Vec::new();
+    for (id, event_type, data) in events {
+        let body = json!({"id": id, "type": event_type, "data": data});
+        confirms.push(
+            ch.basic_publish(
+                env.names.events_exchange.as_str().into(),
+                (*event_type).into(),
+                Default::default(),
+                body.to_string().as_bytes(),
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("published"),
+        );
+    }
+    for c in confirms {
+        assert!(c.await.expect("confirm").is_ack());
+    }
+    amqp::close(&conn, 200, "done").await;
+}
+
+fn dispatcher(env: &TestEnv) -> Child {
+    support::command(&env.config, &["dispatcher"])
+        .env("HOOKRELAY_DELIVERY_TIMEOUT", "2s")
+        .spawn()
+        .expect("hookrelay starts")
+}
+
+fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn ids(rx: &Receiver) -> HashSet<String> {
+    rx.received()
+        .iter()
+        .filter_map(|r| r.header("webhook-id").map(str::to_owned))
+        .collect()
+}
+
+async fn deliveries_of(env: &TestEnv, webhook: &Webhook) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE webhook_id = $1")
+        .bind(webhook.id)
+        .fetch_one(&env.db)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn a_filtered_webhook_gets_only_the_matching_events_and_no_deliveries_for_the_rest() {
+    let env = TestEnv::new().await;
+    let (filtered_rx, plain_rx) = (Receiver::start().await, Receiver::start().await);
+    let filtered = hook(&env, &filtered_rx.url("/"), |w| {
+        w.filter = Some(json!({
+            "type": ["order.paid", "order.refunded"],
+            "data.plan": {"$ne": "free"},
+            "data.seats": {"$gte": 5},
+            "data.customer.region": {"$prefix": "eu-"},
+        }));
+    })
+    .await;
+    let plain = hook(&env, &plain_rx.url("/"), |_| {}).await;
+
+    let plans = ["free", "pro", "team"];
+    let regions = ["eu-west", "us-east"];
+    let types = ["order.paid", "order.created", "order.refunded"];
+    let mut events = Vec::new();
+    let mut want = HashSet::new();
+    for i in 0..120usize {
+        let (plan, region, t, seats) = (plans[i % 3], regions[i / 3 % 2], types[i / 6 % 3], i % 10);
+        let id = format!("evt_filter_{i}");
+        if t != "order.created" && plan != "free" && seats >= 5 && region.starts_with("eu-") {
+            want.insert(id.clone());
+        }
+        events.push((id, t, json!({"plan": plan, "seats": seats, "customer": {"region": region}})));
+    }
+    assert!(!want.is_empty() && want.len() < events.len());
+    let child = dispatcher(&env);
+    publish(&env, &events).await;
+    let all = plain_rx.wait_for(events.len(), Duration::from_secs(60)).await;
+    // The filtered webhook's deliveries were made in the same batches as the plain one's.
+    let got_all = eventually(Duration::from_secs(10), || async {
+        filtered_rx.count() >= want.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill(child);
+    assert!(all, "the unfiltered webhook got every event ({})", plain_rx.count());
+    assert!(got_all, "the filtered webhook got its {} events", want.len());
+    assert_eq!(ids(&filtered_rx), want, "exactly the matching events, each once");
+    assert_eq!(filtered_rx.count(), want.len());
+    assert_eq!(deliveries_of(&env, &filtered).await, want.len() as i64, "no delivery for the rest");
+    assert_eq!(deliveries_of(&env, &plain).await, events.len() as i64);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_filter_changed_through_patch_applies_to_the_next_events() {
+    let env = TestEnv::new().await;
+    let rx = Receiver::start().await;
+    let w = hook(&env, &rx.url("/"), |w| w.filter = Some(json!({"data.n": 1}))).await;
+    let child = dispatcher(&env);
+    publish(&env, &[("evt_p_1".into(), "order.paid", json!({"n": 1})), ("evt_p_2".into(), "order.paid", json!({"n": 2}))]).await;
+    assert!(rx.wait_for(1, Duration::from_secs(30)).await);
+    let patch = webhooks::WebhookPatch {
+        filter: Some(Some(json!({"data.n": {"$gt": 1}}))),
+        ..Default::default()
+    };
+    webhooks::update(&env.db, w.id, patch).await.expect("patched");
+    // The NOTIFY reload is quick but asynchronous: wait until the new filter takes effect.
+    let mut i = 3;
+    let changed = eventually(Duration::from_secs(30), || {
+        i += 1;
+        let env = &env;
+        let rx = &rx;
+        let id = format!("evt_p_{i}");
+        async move {
+            publish(env, &[(id.clone(), "order.paid", json!({"n": 5}))]).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            ids(rx).contains(&id)
+        }
+    })
+    .await;
+    kill(child);
+    assert!(changed, "the new filter lets n = 5 through");
+    let got = ids(&rx);
+    assert!(got.contains("evt_p_1") && !got.contains("evt_p_2"), "{got:?}");
+    env.cleanup().await;
+}
