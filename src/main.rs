@@ -110,6 +110,10 @@ enum WebhooksCommand {
         /// (see docs/webhook-options.md).
         #[arg(long)]
         filter: Option<String>,
+        /// A static request header, `Name: value`; repeat for more. The value is a secret: the
+        /// printed webhook shows it as `***`.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
     },
 }
 
@@ -346,7 +350,9 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
             events,
             disabled,
             filter,
+            headers,
         } => {
+            let headers = header_args(&headers)?;
             let filter = filter
                 .map(|f| serde_json::from_str::<serde_json::Value>(&f))
                 .transpose()
@@ -365,6 +371,7 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
                 max_in_flight: None,
                 rate_limit: None,
                 filter,
+                headers,
             };
             new.validate(config.allow_private_targets).map_err(|e| {
                 anyhow::anyhow!(
@@ -384,6 +391,22 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// `--header 'Name: value'` flags as the `headers` object (`None` when there are none).
+fn header_args(args: &[String]) -> anyhow::Result<Option<serde_json::Value>> {
+    if args.is_empty() {
+        return Ok(None);
+    }
+    let mut map = serde_json::Map::new();
+    for a in args {
+        let (name, value) = a
+            .split_once(':')
+            // The text is not echoed: it may hold the secret value.
+            .ok_or_else(|| anyhow::anyhow!("--header: write each as `Name: value`"))?;
+        map.insert(name.trim().to_owned(), serde_json::Value::String(value.trim().to_owned()));
+    }
+    Ok(Some(serde_json::Value::Object(map)))
 }
 
 async fn publish(

@@ -30,6 +30,7 @@ fn target(filter: Option<serde_json::Value>) -> Target {
             disabled_reason: None,
             disabled_at: None,
             filter,
+            headers: Default::default(),
             created_at: now,
             updated_at: now,
         },

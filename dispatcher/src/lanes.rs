@@ -393,6 +393,7 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             filter: None,
+            headers: Default::default(),
             created_at: now,
             updated_at: now,
         };

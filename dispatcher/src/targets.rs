@@ -218,6 +218,7 @@ mod tests {
                 disabled_reason: None,
                 disabled_at: None,
                 filter,
+                headers: Default::default(),
                 created_at: now,
                 updated_at: now,
             },

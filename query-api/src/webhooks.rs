@@ -45,6 +45,10 @@ pub struct WebhookOut {
     /// subscribed event. See docs/webhook-options.md.
     #[schema(value_type = Option<Object>, example = json!({"data.plan": ["pro", "team"], "data.seats": {"$gte": 5}}))]
     pub filter: Option<serde_json::Value>,
+    /// Custom request headers: the names, each value shown as `***` (values are secrets and
+    /// are never shown again after they are set).
+    #[schema(value_type = Object, example = json!({"x-api-key": "***"}))]
+    pub headers: serde_json::Value,
     /// The circuit breaker shared by the dispatchers (on `GET /api/v1/webhooks/{id}`; null
     /// when Redis can't be read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,6 +74,7 @@ impl WebhookOut {
             disabled_reason: w.disabled_reason,
             disabled_at: w.disabled_at.map(rfc3339),
             filter: w.filter,
+            headers: w.headers.redacted(),
             health: None,
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
@@ -122,6 +127,12 @@ pub struct WebhookCreate {
     /// 422 naming the path (`filter.data.seats`) when invalid.
     #[schema(value_type = Option<Object>, example = json!({"type": "license.assigned", "data.seats": {"$gte": 5}}))]
     filter: Option<serde_json::Value>,
+    /// Static headers added to every request: name to value (printable ASCII). Not allowed:
+    /// `webhook-*`, `x-webhook-*`, `content-type`, `user-agent`, and HTTP's own (`host`,
+    /// `content-length`, `connection`, ...). The values are secrets: answers and stored
+    /// attempts show them as `***`. At most 32.
+    #[schema(value_type = Option<Object>, example = json!({"x-api-key": "k_live_123"}))]
+    headers: Option<serde_json::Value>,
 }
 
 /// The body of `PATCH /api/v1/webhooks/{id}`: absent fields stay as they are.
@@ -142,6 +153,10 @@ pub struct WebhookUpdate {
     /// Replaces the filter; `null` removes it.
     #[schema(value_type = Option<Object>)]
     filter: Option<serde_json::Value>,
+    /// Replaces the whole set of custom headers (send every value again: they are never shown);
+    /// `null` or `{}` removes them.
+    #[schema(value_type = Option<Object>)]
+    headers: Option<serde_json::Value>,
 }
 
 /// A page of webhooks, oldest first.

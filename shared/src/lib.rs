@@ -5,6 +5,7 @@ pub mod amqp;
 pub mod circuit;
 pub mod config;
 pub mod context;
+pub mod custom_headers;
 pub mod db;
 pub mod duration;
 pub mod event;

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
+    custom_headers::{CustomHeaders, validate_headers},
     matching::is_valid_pattern, retry::RetryPolicySpec, signature::Secret, ssrf,
 };
 
@@ -42,6 +43,9 @@ pub struct Webhook {
     /// The payload filter ([`crate::filter`]); `None` = every subscribed event.
     #[serde(default)]
     pub filter: Option<serde_json::Value>,
+    /// Static request headers; serialized (and debug-printed) with the values redacted.
+    #[serde(default)]
+    pub headers: CustomHeaders,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -77,6 +81,9 @@ pub struct NewWebhook {
     /// A payload filter ([`crate::filter`]); absent or `null` = none.
     #[serde(default)]
     pub filter: Option<serde_json::Value>,
+    /// Static request headers ([`crate::custom_headers`]): name to value.
+    #[serde(default)]
+    pub headers: Option<serde_json::Value>,
 }
 
 fn yes() -> bool {
@@ -170,6 +177,7 @@ impl NewWebhook {
         validate_max_in_flight(self.max_in_flight)?;
         validate_rate_limit(self.rate_limit)?;
         crate::filter::validate_field(self.filter.as_ref())?;
+        validate_headers(self.headers.as_ref())?;
         if let Some(s) = &self.secret {
             Secret::parse_strict(s).map_err(|e| invalid("secret", e.to_string()))?;
         }
@@ -191,13 +199,14 @@ struct Row {
     disabled_reason: Option<String>,
     disabled_at: Option<OffsetDateTime>,
     filter: Option<sqlx::types::Json<serde_json::Value>>,
+    headers: sqlx::types::Json<serde_json::Value>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
 
 /// Columns matching [`Row`].
 pub const COLUMNS: &str = "id, name, url, event_types, enabled, retry_policy, max_in_flight, rate_limit, \
-    disabled_reason, disabled_at, filter, created_at, updated_at";
+    disabled_reason, disabled_at, filter, headers, created_at, updated_at";
 
 fn from_row(r: Row) -> Webhook {
     Webhook {
@@ -212,9 +221,15 @@ fn from_row(r: Row) -> Webhook {
         disabled_reason: r.disabled_reason,
         disabled_at: r.disabled_at,
         filter: r.filter.map(|j| j.0),
+        headers: CustomHeaders::from_json(&r.headers.0),
         created_at: r.created_at,
         updated_at: r.updated_at,
     }
+}
+
+/// The `headers` column's value for a (validated) `headers` field: names lowercased.
+fn stored_headers(headers: Option<&serde_json::Value>) -> serde_json::Value {
+    headers.map(CustomHeaders::from_json).unwrap_or_default().to_stored_json()
 }
 
 /// Tells every replica that webhook `id` changed.
@@ -236,9 +251,9 @@ pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Se
     let mut tx = pool.begin().await?;
     let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhooks (id, name, url, event_types, enabled, retry_policy, max_in_flight,
-             rate_limit, disabled_reason, disabled_at, filter)
+             rate_limit, disabled_reason, disabled_at, filter, headers)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5 THEN NULL ELSE 'manual' END,
-             CASE WHEN $5 THEN NULL ELSE now() END, $9)
+             CASE WHEN $5 THEN NULL ELSE now() END, $9, $10)
          RETURNING {COLUMNS}"
     )))
     .bind(crate::ids::new_id())
@@ -250,6 +265,7 @@ pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Se
     .bind(new.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) as i32)
     .bind(new.rate_limit)
     .bind(new.filter.map(sqlx::types::Json))
+    .bind(sqlx::types::Json(stored_headers(new.headers.as_ref())))
     .fetch_one(&mut *tx)
     .await?;
     let webhook = from_row(row);
@@ -408,6 +424,9 @@ pub struct WebhookPatch {
     /// `null` removes the filter; absent leaves it.
     #[serde(default, deserialize_with = "present")]
     pub filter: Option<Option<serde_json::Value>>,
+    /// Replaces the whole set; `null` or `{}` removes them; absent leaves them.
+    #[serde(default, deserialize_with = "present")]
+    pub headers: Option<Option<serde_json::Value>>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
@@ -438,6 +457,9 @@ impl WebhookPatch {
         }
         if let Some(f) = &self.filter {
             crate::filter::validate_field(f.as_ref())?;
+        }
+        if let Some(h) = &self.headers {
+            validate_headers(h.as_ref())?;
         }
         Ok(())
     }
@@ -485,6 +507,7 @@ pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Resul
              max_in_flight = COALESCE($8, max_in_flight),
              rate_limit = CASE WHEN $9 THEN $10 ELSE rate_limit END,
              filter = CASE WHEN $11 THEN $12 ELSE filter END,
+             headers = COALESCE($13, headers),
              -- Enabling clears the reason; disabling through the API says it was manual.
              disabled_reason = CASE WHEN $5 IS NULL THEN disabled_reason WHEN $5 THEN NULL
                  WHEN enabled THEN 'manual' ELSE disabled_reason END,
@@ -505,6 +528,7 @@ pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Resul
     .bind(rate)
     .bind(set_filter)
     .bind(filter)
+    .bind(patch.headers.map(|h| sqlx::types::Json(stored_headers(h.as_ref()))))
     .fetch_optional(&mut *tx)
     .await?;
     if row.is_some() {

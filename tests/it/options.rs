@@ -160,3 +160,55 @@ async fn a_filter_changed_through_patch_applies_to_the_next_events() {
     assert!(got.contains("evt_p_1") && !got.contains("evt_p_2"), "{got:?}");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn custom_headers_reach_the_receiver_and_are_stored_and_logged_redacted() {
+    let env = TestEnv::new().await;
+    let rx = Receiver::start().await;
+    let secret = "k_live_7f3a9c_do_not_log";
+    let w = hook(&env, &rx.url("/"), |w| {
+        w.headers = Some(json!({"X-Api-Key": secret, "Authorization": "Bearer tok_9d2e_do_not_log"}));
+    })
+    .await;
+    assert!(!format!("{w:?}").contains(secret), "Debug of a webhook hides the values");
+    assert_eq!(serde_json::to_value(&w).expect("json")["headers"]["x-api-key"], "***");
+    let mut child = support::command(&env.config, &["dispatcher"])
+        .env("RUST_LOG", "info,hookrelay=debug,hookrelay_dispatcher=debug,hookrelay_shared=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hookrelay starts");
+    publish(&env, &[("evt_headers_1".into(), "order.paid", json!({}))]).await;
+    let got = rx.wait_for(1, Duration::from_secs(30)).await;
+    let stored = eventually(Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM attempts")
+            .fetch_one(&env.db)
+            .await
+            .unwrap_or(0)
+            == 1
+    })
+    .await;
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    assert!(got && stored, "delivered and recorded");
+    let r = &rx.received()[0];
+    assert_eq!(r.header("x-api-key"), Some(secret));
+    assert_eq!(r.header("authorization"), Some("Bearer tok_9d2e_do_not_log"));
+    assert_eq!(r.header("webhook-id"), Some("evt_headers_1"), "the contract's headers are intact");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let headers: Value = sqlx::query_scalar("SELECT request_headers FROM attempts")
+        .fetch_one(&env.db)
+        .await
+        .expect("attempt");
+    assert_eq!(headers["x-api-key"], "***", "{headers}");
+    assert_eq!(headers["authorization"], "***", "{headers}");
+    assert_eq!(headers["webhook-id"], "evt_headers_1");
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(logs.contains("consuming events"), "the logs were captured");
+    assert!(!logs.contains("do_not_log"), "no header value in the logs");
+    env.cleanup().await;
+}

@@ -78,7 +78,54 @@ async fn the_openapi_document_describes_the_options() {
     let schemas = &doc.body["components"]["schemas"];
     for schema in ["WebhookOut", "WebhookCreate", "WebhookUpdate"] {
         let props = &schemas[schema]["properties"];
-        assert!(props.get("filter").is_some(), "{schema} has filter: {props}");
+        for field in ["filter", "headers"] {
+            assert!(props.get(field).is_some(), "{schema} has {field}: {props}");
+        }
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn custom_headers_are_accepted_and_shown_only_by_name() {
+    let api = Api::start().await;
+    let res = create(&api, json!({"headers": {"X-Api-Key": "k_live_secret", "x-tenant": "42"}})).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    assert_eq!(res.body["headers"], json!({"x-api-key": "***", "x-tenant": "***"}));
+    assert!(!res.text.contains("k_live_secret"), "{}", res.text);
+    let id = res.body["id"].as_str().expect("id").to_owned();
+    let got = api.get(&format!("/api/v1/webhooks/{id}")).await;
+    assert_eq!(got.body["headers"], json!({"x-api-key": "***", "x-tenant": "***"}));
+    let list = api.get("/api/v1/webhooks").await;
+    assert!(!list.text.contains("k_live_secret"), "{}", list.text);
+    let res = patch(&api, &id, json!({"name": "x"})).await;
+    assert_eq!(res.body["headers"]["x-api-key"], "***", "absent headers stay");
+    let res = patch(&api, &id, json!({"headers": {"x-other": "v"}})).await;
+    assert_eq!(res.body["headers"], json!({"x-other": "***"}), "PATCH replaces the set");
+    let res = patch(&api, &id, json!({"headers": null})).await;
+    assert_eq!(res.body["headers"], json!({}), "null removes them");
+    let res = create(&api, json!({})).await;
+    assert_eq!(res.body["headers"], json!({}), "none by default");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn reserved_or_invalid_headers_are_refused_naming_the_header() {
+    let api = Api::start().await;
+    let ok = create(&api, json!({})).await;
+    let id = ok.body["id"].as_str().expect("id").to_owned();
+    for (headers, needle) in [
+        (json!({"webhook-signature": "v1,x"}), "headers.webhook-signature"),
+        (json!({"X-Webhook-Event": "x"}), "headers.X-Webhook-Event"),
+        (json!({"Content-Type": "text/plain"}), "headers.Content-Type"),
+        (json!({"user-agent": "me"}), "headers.user-agent"),
+        (json!({"bad name": "v"}), "headers.bad name"),
+        (json!({"x-a": "a\r\nb"}), "headers.x-a"),
+        (json!({"x-a": "***"}), "headers.x-a"),
+        (json!({"x-a": 1}), "headers.x-a"),
+        (json!("x"), "headers"),
+    ] {
+        create(&api, json!({ "headers": headers.clone() })).await.assert_problem(422, needle);
+        patch(&api, &id, json!({ "headers": headers })).await.assert_problem(422, needle);
     }
     api.stop().await;
 }
