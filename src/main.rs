@@ -10,6 +10,7 @@ use hookrelay_shared::{
     metrics::Metrics,
     shutdown, startup, telemetry,
     tokens::{self, Role},
+    signing_keys::SignatureScheme,
     webhooks::{self, NewWebhook},
 };
 use tokio_util::sync::CancellationToken;
@@ -114,6 +115,9 @@ enum WebhooksCommand {
         /// printed webhook shows it as `***`.
         #[arg(long = "header", value_name = "NAME: VALUE")]
         headers: Vec<String>,
+        /// `v1` (HMAC, the default), `v1a` (ed25519: prints the `public_key`) or `v1,v1a`.
+        #[arg(long, value_name = "SCHEME")]
+        signature_scheme: Option<String>,
     },
 }
 
@@ -351,8 +355,15 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
             disabled,
             filter,
             headers,
+            signature_scheme,
         } => {
             let headers = header_args(&headers)?;
+            let signature_scheme = signature_scheme
+                .map(|s| {
+                    SignatureScheme::parse(&s)
+                        .ok_or_else(|| anyhow::anyhow!("--signature-scheme: one of v1, v1a, v1,v1a"))
+                })
+                .transpose()?;
             let filter = filter
                 .map(|f| serde_json::from_str::<serde_json::Value>(&f))
                 .transpose()
@@ -372,6 +383,7 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
                 rate_limit: None,
                 filter,
                 headers,
+                signature_scheme,
             };
             new.validate(config.allow_private_targets).map_err(|e| {
                 anyhow::anyhow!(
@@ -384,9 +396,11 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
                     e.reason
                 )
             })?;
-            let (webhook, secret) = webhooks::create(&pool, new).await?;
+            let (webhook, keys) = webhooks::create(&pool, new).await?;
             let mut json = serde_json::to_value(&webhook)?;
-            json["secret"] = serde_json::Value::String(secret.expose());
+            if let Some(secret) = keys.secret {
+                json["secret"] = serde_json::Value::String(secret.expose());
+            }
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
     }

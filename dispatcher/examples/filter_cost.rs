@@ -31,10 +31,12 @@ fn target(filter: Option<serde_json::Value>) -> Target {
             disabled_at: None,
             filter,
             headers: Default::default(),
+            signature_scheme: Default::default(),
+            public_key: None,
             created_at: now,
             updated_at: now,
         },
-        secrets: vec![],
+        keys: Default::default(),
     }
 }
 

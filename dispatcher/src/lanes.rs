@@ -394,6 +394,8 @@ mod tests {
             disabled_at: None,
             filter: None,
             headers: Default::default(),
+            signature_scheme: Default::default(),
+            public_key: None,
             created_at: now,
             updated_at: now,
         };
@@ -405,7 +407,7 @@ mod tests {
             body: Arc::from("{}"),
             target: Arc::new(Target {
                 webhook,
-                secrets: vec![],
+                keys: Default::default(),
             }),
             attempt: 1,
             trigger,

@@ -9,7 +9,7 @@ use hookrelay_shared::{
     custom_headers::{CustomHeaders, REDACTED},
     duration::format_duration,
     jobs::Trigger,
-    signature, ssrf,
+    ssrf,
     webhooks::Target,
 };
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -139,7 +139,10 @@ impl Sender {
     }
 
     fn headers(&self, req: &AttemptRequest, timestamp: i64) -> HeaderMap {
-        let sig = signature::sign_header(&req.target.secrets, &req.event_id, timestamp, req.body.as_bytes());
+        let sig = req
+            .target
+            .keys
+            .sign_header(&req.event_id, timestamp, req.body.as_bytes());
         let mut h = HeaderMap::new();
         // The webhook's own headers first: the contract's below replace any that slipped past
         // validation (names are checked on create and update).

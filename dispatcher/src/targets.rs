@@ -219,10 +219,12 @@ mod tests {
                 disabled_at: None,
                 filter,
                 headers: Default::default(),
+                signature_scheme: Default::default(),
+                public_key: None,
                 created_at: now,
                 updated_at: now,
             },
-            secrets: vec![],
+            keys: Default::default(),
         }
     }
 

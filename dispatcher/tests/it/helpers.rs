@@ -69,6 +69,7 @@ pub async fn webhook(
         },
     )
     .await
+    .map(|(w, keys)| (w, keys.secret.expect("a v1 webhook has a whsec_ secret")))
     .expect("webhook created")
 }
 

@@ -78,8 +78,11 @@ async fn the_openapi_document_describes_the_options() {
     let schemas = &doc.body["components"]["schemas"];
     for schema in ["WebhookOut", "WebhookCreate", "WebhookUpdate"] {
         let props = &schemas[schema]["properties"];
-        for field in ["filter", "headers"] {
+        for field in ["filter", "headers", "signature_scheme"] {
             assert!(props.get(field).is_some(), "{schema} has {field}: {props}");
+        }
+        if schema == "WebhookOut" {
+            assert!(props.get("public_key").is_some(), "{props}");
         }
     }
     api.stop().await;
@@ -127,5 +130,68 @@ async fn reserved_or_invalid_headers_are_refused_naming_the_header() {
         create(&api, json!({ "headers": headers.clone() })).await.assert_problem(422, needle);
         patch(&api, &id, json!({ "headers": headers })).await.assert_problem(422, needle);
     }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn signature_schemes_give_the_right_keys_on_create_patch_and_rotate() {
+    let api = Api::start().await;
+    let v1 = create(&api, json!({})).await;
+    assert_eq!(v1.body["signature_scheme"], "v1");
+    assert!(v1.body["public_key"].is_null());
+    assert!(v1.body["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")));
+
+    let v1a = create(&api, json!({"signature_scheme": "v1a"})).await;
+    assert_eq!(v1a.status, 201, "{}", v1a.text);
+    assert_eq!(v1a.body["signature_scheme"], "v1a");
+    let pk = v1a.body["public_key"].as_str().expect("public key").to_owned();
+    assert!(pk.starts_with("whpk_"), "{pk}");
+    assert!(v1a.body.get("secret").is_none(), "no shared secret for v1a: {}", v1a.text);
+    assert!(!v1a.text.contains("whsk_"), "the signing key is never shown");
+    let id = v1a.body["id"].as_str().expect("id").to_owned();
+    let got = api.get(&format!("/api/v1/webhooks/{id}")).await;
+    assert_eq!(got.body["public_key"], pk.as_str(), "the public key is on every read");
+
+    let rotated = api
+        .call(Method::POST, &format!("/api/v1/webhooks/{id}/rotate-secret"), Some(&api.admin), None)
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text);
+    assert_ne!(rotated.body["public_key"], pk.as_str(), "a rotation makes a new key pair");
+    assert!(rotated.body.get("secret").is_none());
+
+    let both = patch(&api, &id, json!({"signature_scheme": "v1,v1a"})).await;
+    assert_eq!(both.status, 200, "{}", both.text);
+    assert_eq!(both.body["signature_scheme"], "v1,v1a");
+    assert!(both.body["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")), "v1 added: {}", both.text);
+    assert_eq!(both.body["public_key"], rotated.body["public_key"]);
+    let again = patch(&api, &id, json!({"name": "same scheme"})).await;
+    assert!(again.body.get("secret").is_none(), "no new key without a change: {}", again.text);
+
+    let mine = create(&api, json!({"signature_scheme": "v1,v1a", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})).await;
+    assert_eq!(mine.body["secret"], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    assert!(mine.body["public_key"].is_string());
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_scheme_or_a_key_of_the_wrong_kind_is_refused_naming_the_field() {
+    let api = Api::start().await;
+    create(&api, json!({"signature_scheme": "v2"})).await.assert_problem(422, "signature_scheme");
+    create(&api, json!({"signature_scheme": "v1a", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}))
+        .await
+        .assert_problem(422, "secret");
+    create(&api, json!({"secret": "whsk_AAAA"})).await.assert_problem(422, "secret");
+    let ok = create(&api, json!({})).await;
+    let id = ok.body["id"].as_str().expect("id").to_owned();
+    patch(&api, &id, json!({"signature_scheme": "ed25519"})).await.assert_problem(422, "signature_scheme");
+    let res = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/webhooks/{id}/rotate-secret"),
+            Some(&api.admin),
+            Some(&json!({"secret": "whsk_AAAA"})),
+        )
+        .await;
+    res.assert_problem(422, "secret");
     api.stop().await;
 }
