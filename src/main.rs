@@ -8,9 +8,10 @@ use clap::{Parser, Subcommand};
 use hookrelay_shared::{
     Config, Context, amqp, db,
     metrics::Metrics,
-    shutdown, startup, telemetry,
-    tokens::{self, Role},
+    shutdown,
     signing_keys::SignatureScheme,
+    startup, telemetry,
+    tokens::{self, Role},
     webhooks::{self, NewWebhook},
 };
 use tokio_util::sync::CancellationToken;
@@ -418,7 +419,10 @@ fn header_args(args: &[String]) -> anyhow::Result<Option<serde_json::Value>> {
             .split_once(':')
             // The text is not echoed: it may hold the secret value.
             .ok_or_else(|| anyhow::anyhow!("--header: write each as `Name: value`"))?;
-        map.insert(name.trim().to_owned(), serde_json::Value::String(value.trim().to_owned()));
+        map.insert(
+            name.trim().to_owned(),
+            serde_json::Value::String(value.trim().to_owned()),
+        );
     }
     Ok(Some(serde_json::Value::Object(map)))
 }

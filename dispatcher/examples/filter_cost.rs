@@ -64,10 +64,15 @@ fn main() {
         "license_id": "lic_01JABCDEF", "plan": "pro", "seats": 12,
         "customer": {"id": "cus_42", "email": "ops@example.com", "region": "eu-west"}}});
     let mut big_data = small["data"].clone();
-    big_data["notes"] = json!((0..40).map(|i| format!("note {i}: {}", "x".repeat(80))).collect::<Vec<_>>());
+    big_data["notes"] = json!(
+        (0..40)
+            .map(|i| format!("note {i}: {}", "x".repeat(80)))
+            .collect::<Vec<_>>()
+    );
     let big = json!({"id": "evt_bench_big", "type": "license.assigned", "data": big_data});
     for (name, raw) in [("typical (260 B)", small), ("large (4 KiB)", big)] {
-        let event = parse_event(raw.to_string().as_bytes(), 1 << 20, OffsetDateTime::now_utc()).expect("event");
+        let event =
+            parse_event(raw.to_string().as_bytes(), 1 << 20, OffsetDateTime::now_utc()).expect("event");
         let a = per_event(&plain, &event.event_type, &event.body);
         let b = per_event(&filtered, &event.event_type, &event.body);
         println!(

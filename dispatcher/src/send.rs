@@ -147,7 +147,10 @@ impl Sender {
         // The webhook's own headers first: the contract's below replace any that slipped past
         // validation (names are checked on create and update).
         for (name, value) in req.target.webhook.headers.expose() {
-            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
                 h.insert(n, v);
             }
         }
@@ -372,7 +375,10 @@ mod tests {
         h.insert("x-api-key", HeaderValue::from_static("s3cret"));
         h.insert("webhook-id", HeaderValue::from_static("evt_1"));
         let stored = redact(headers_json(&h), &custom);
-        assert_eq!(stored, serde_json::json!({"x-api-key": "***", "webhook-id": "evt_1"}));
+        assert_eq!(
+            stored,
+            serde_json::json!({"x-api-key": "***", "webhook-id": "evt_1"})
+        );
     }
 
     #[test]

@@ -229,7 +229,8 @@ mod tests {
     }
 
     fn body(event_type: &str, data: serde_json::Value) -> String {
-        json!({"id": "evt_1", "type": event_type, "timestamp": "2026-12-01T00:00:00Z", "data": data}).to_string()
+        json!({"id": "evt_1", "type": event_type, "timestamp": "2026-12-01T00:00:00Z", "data": data})
+            .to_string()
     }
 
     #[test]

@@ -10,7 +10,8 @@ fn per_request(keys: &SigningKeys, body: &[u8], rounds: u32) -> f64 {
     let started = Instant::now();
     let mut bytes = 0usize;
     for i in 0..rounds {
-        bytes += std::hint::black_box(keys.sign_header("evt_01JBENCH", 1_700_000_000 + i64::from(i), body)).len();
+        bytes +=
+            std::hint::black_box(keys.sign_header("evt_01JBENCH", 1_700_000_000 + i64::from(i), body)).len();
     }
     assert!(bytes > 0);
     started.elapsed().as_nanos() as f64 / f64::from(rounds)
@@ -29,6 +30,10 @@ fn main() {
         let texts: Vec<String> = kinds.into_iter().map(|k| Key::generate(k).expose()).collect();
         let keys = SigningKeys::from_stored(texts.iter().map(String::as_str));
         let ns = per_request(&keys, body.as_bytes(), 20_000);
-        println!("{name}: {:.1} µs per request ({} byte body)", ns / 1000.0, body.len());
+        println!(
+            "{name}: {:.1} µs per request ({} byte body)",
+            ns / 1000.0,
+            body.len()
+        );
     }
 }

@@ -47,17 +47,11 @@ pub fn validate_headers(headers: Option<&Value>) -> Result<(), InvalidField> {
         None | Some(Value::Null) => return Ok(()),
         Some(Value::Object(m)) => m,
         Some(_) => {
-            return Err(invalid(
-                "headers",
-                "must be an object of header name to value",
-            ));
+            return Err(invalid("headers", "must be an object of header name to value"));
         }
     };
     if map.len() > MAX_HEADERS {
-        return Err(invalid(
-            "headers",
-            format!("at most {MAX_HEADERS} headers"),
-        ));
+        return Err(invalid("headers", format!("at most {MAX_HEADERS} headers")));
     }
     let mut seen = std::collections::HashSet::new();
     for (name, value) in map {
@@ -235,7 +229,9 @@ mod tests {
         ] {
             assert_eq!(refused(h.clone()).field, field, "{h}");
         }
-        let many: serde_json::Map<String, Value> = (0..=MAX_HEADERS).map(|i| (format!("x-h{i}"), json!("v"))).collect();
+        let many: serde_json::Map<String, Value> = (0..=MAX_HEADERS)
+            .map(|i| (format!("x-h{i}"), json!("v")))
+            .collect();
         assert_eq!(refused(Value::Object(many)).field, "headers");
     }
 
@@ -245,7 +241,10 @@ mod tests {
         assert_eq!(h.expose(), [("x-api-key".to_owned(), "s3cret".to_owned())]);
         assert!(h.contains("x-api-key"));
         let debug = format!("{h:?}");
-        assert!(!debug.contains("s3cret") && debug.contains("x-api-key"), "{debug}");
+        assert!(
+            !debug.contains("s3cret") && debug.contains("x-api-key"),
+            "{debug}"
+        );
         let shown = serde_json::to_string(&h).expect("serializes");
         assert_eq!(shown, r#"{"x-api-key":"***"}"#);
         assert_eq!(h.to_stored_json(), json!({"x-api-key": "s3cret"}));

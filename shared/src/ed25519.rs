@@ -20,7 +20,9 @@ const PUBLIC_LEN: usize = 32;
 /// Why a `whsk_` or `whpk_` key is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("a signing key must be `whsk_` followed by base64 of 64 bytes (seed and public key) or of a 32-byte seed")]
+    #[error(
+        "a signing key must be `whsk_` followed by base64 of 64 bytes (seed and public key) or of a 32-byte seed"
+    )]
     BadSigningKey,
     #[error("the public half of this `whsk_` key does not belong to its seed")]
     Inconsistent,

@@ -88,13 +88,16 @@ impl Filter {
     /// Validates a filter document and compiles it; the error names the offending path.
     pub fn compile(doc: &Value) -> Result<Self, FilterError> {
         let Value::Object(map) = doc else {
-            return Err(err("", "must be a JSON object of paths (`type`, `data.<field>`) to conditions"));
+            return Err(err(
+                "",
+                "must be a JSON object of paths (`type`, `data.<field>`) to conditions",
+            ));
         };
         if doc.to_string().len() > MAX_FILTER_BYTES {
-            return Err(err("", format!("at most {MAX_FILTER_BYTES} bytes"))));
+            return Err(err("", format!("at most {MAX_FILTER_BYTES} bytes")));
         }
         if map.len() > MAX_CONDITIONS {
-            return Err(err("", format!("at most {MAX_CONDITIONS} paths"))));
+            return Err(err("", format!("at most {MAX_CONDITIONS} paths")));
         }
         let conditions = map
             .iter()
@@ -153,7 +156,10 @@ fn compile_condition(path: &str, cond: &Value) -> Result<Condition, FilterError>
         return Err(err(path, "empty segment in a dotted path"));
     }
     if segments.len() > MAX_PATH_SEGMENTS {
-        return Err(err(path, format!("at most {MAX_PATH_SEGMENTS} segments below `data`")));
+        return Err(err(
+            path,
+            format!("at most {MAX_PATH_SEGMENTS} segments below `data`"),
+        ));
     }
     let ops = match cond {
         Value::Object(ops) => compile_ops(path, ops)?,
@@ -175,7 +181,10 @@ fn alternatives(path: &str, items: &[Value]) -> Result<Vec<Value>, FilterError> 
 
 fn compile_ops(path: &str, ops: &Map<String, Value>) -> Result<Vec<Op>, FilterError> {
     if ops.is_empty() {
-        return Err(err(path, "an empty object; give a value, an array or operators like `$gte`"));
+        return Err(err(
+            path,
+            "an empty object; give a value, an array or operators like `$gte`",
+        ));
     }
     ops.iter()
         .map(|(name, arg)| {

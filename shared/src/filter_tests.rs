@@ -32,11 +32,21 @@ fn an_empty_filter_matches_everything() {
 fn equality_on_type_and_dotted_paths() {
     assert!(passes(json!({"type": "license.assigned"})));
     assert!(!passes(json!({"type": "license.revoked"})));
-    assert!(passes(json!({"data.plan": "pro", "data.customer.email": "a@example.com"})));
-    assert!(!passes(json!({"data.plan": "pro", "data.customer.email": "b@example.com"})));
+    assert!(passes(
+        json!({"data.plan": "pro", "data.customer.email": "a@example.com"})
+    ));
+    assert!(!passes(
+        json!({"data.plan": "pro", "data.customer.email": "b@example.com"})
+    ));
     assert!(passes(json!({"data.active": true, "data.note": null})));
-    assert!(!passes(json!({"data.missing": null})), "a missing path is not null");
-    assert!(passes(json!({"data.customer.tags.0": "vip"})), "a number indexes an array");
+    assert!(
+        !passes(json!({"data.missing": null})),
+        "a missing path is not null"
+    );
+    assert!(
+        passes(json!({"data.customer.tags.0": "vip"})),
+        "a number indexes an array"
+    );
     assert!(!passes(json!({"data.customer.tags.5": "vip"})));
     assert!(!passes(json!({"data.plan.x": "pro"})), "no fields below a string");
 }
@@ -47,7 +57,10 @@ fn numbers_compare_by_value() {
     assert!(passes(json!({"data.seats": 10})));
     assert!(!passes(json!({"data.seats": "10"})), "a string is not a number");
     assert!(passes(json!({"data.big": 9007199254740993u64})));
-    assert!(!passes(json!({"data.big": 9007199254740992u64})), "integers compare exactly");
+    assert!(
+        !passes(json!({"data.big": 9007199254740992u64})),
+        "integers compare exactly"
+    );
 }
 
 #[test]
@@ -55,7 +68,10 @@ fn an_array_means_any_of() {
     assert!(passes(json!({"data.plan": ["team", "pro"]})));
     assert!(!passes(json!({"data.plan": ["team", "free"]})));
     assert!(passes(json!({"type": ["license.revoked", "license.assigned"]})));
-    assert!(!passes(json!({"data.plan": []})), "an empty any-of matches nothing");
+    assert!(
+        !passes(json!({"data.plan": []})),
+        "an empty any-of matches nothing"
+    );
 }
 
 #[test]
@@ -85,7 +101,10 @@ fn ordering_operators_on_numbers() {
     assert!(passes(json!({"data.seats": {"$lt": 10.5}})));
     assert!(!passes(json!({"data.seats": {"$lt": 10}})));
     assert!(passes(json!({"data.seats": {"$lte": 10}})));
-    assert!(passes(json!({"data.price": {"$gt": 9, "$lt": 10}})), "all operators hold");
+    assert!(
+        passes(json!({"data.price": {"$gt": 9, "$lt": 10}})),
+        "all operators hold"
+    );
     assert!(!passes(json!({"data.price": {"$gt": 9, "$lt": 9.5}})));
 }
 
@@ -94,7 +113,10 @@ fn ordering_operators_on_strings_and_mismatched_types() {
     assert!(passes(json!({"data.at": {"$gte": "2026-12-01T00:00:00Z"}})));
     assert!(!passes(json!({"data.at": {"$lt": "2026-12-01T00:00:00Z"}})));
     assert!(passes(json!({"type": {"$gt": "license.a"}})));
-    assert!(!passes(json!({"data.plan": {"$gt": 1}})), "string against number: no match");
+    assert!(
+        !passes(json!({"data.plan": {"$gt": 1}})),
+        "string against number: no match"
+    );
     assert!(!passes(json!({"data.seats": {"$gt": "1"}})));
     assert!(!passes(json!({"data.missing": {"$lt": 100}})));
     assert!(!passes(json!({"data.active": {"$gte": 0}})));
@@ -154,7 +176,10 @@ fn limits_are_enforced() {
         .collect();
     assert_eq!(refused(Value::Object(many)).field(), "filter");
     let deep = format!("data.{}", vec!["a"; MAX_PATH_SEGMENTS + 1].join("."));
-    assert_eq!(refused(json!({ deep.clone(): 1 })).field(), format!("filter.{deep}"));
+    assert_eq!(
+        refused(json!({ deep.clone(): 1 })).field(),
+        format!("filter.{deep}")
+    );
     let wide: Vec<u32> = (0..=MAX_ALTERNATIVES as u32).collect();
     assert_eq!(refused(json!({"data.a": wide})).field(), "filter.data.a");
     let huge = "x".repeat(MAX_FILTER_BYTES);
@@ -179,5 +204,8 @@ fn a_filter_never_panics_on_odd_events() {
         let _ = f.matches("", &d);
         let _ = f.matches("a.b", &d);
     }
-    assert!(!f.matches("a.b", &json!({"a": [{"b": "xy"}]})), "$gte 0 on a string fails");
+    assert!(
+        !f.matches("a.b", &json!({"a": [{"b": "xy"}]})),
+        "$gte 0 on a string fails"
+    );
 }

@@ -199,22 +199,43 @@ mod tests {
     #[test]
     fn a_header_carries_one_entry_per_live_key_v1_first() {
         let (s1, s2, k1) = (Secret::generate(), Secret::generate(), SigningKey::generate());
-        let keys = SigningKeys::from_stored([s1.expose(), k1.expose(), s2.expose(), "junk".into()].iter().map(String::as_str));
+        let keys = SigningKeys::from_stored(
+            [s1.expose(), k1.expose(), s2.expose(), "junk".into()]
+                .iter()
+                .map(String::as_str),
+        );
         assert_eq!((keys.hmac.len(), keys.ed25519.len()), (2, 1));
         let h = keys.sign_header("evt_1", 1_700_000_000, b"{}");
         let entries: Vec<&str> = h.split(' ').collect();
         assert_eq!(entries.len(), 3);
-        assert!(entries[0].starts_with("v1,") && entries[1].starts_with("v1,") && entries[2].starts_with("v1a,"));
+        assert!(
+            entries[0].starts_with("v1,") && entries[1].starts_with("v1,") && entries[2].starts_with("v1a,")
+        );
         assert!(signature::verify(&s2, "evt_1", 1_700_000_000, b"{}", &h));
-        assert!(ed25519::verify(&k1.public_key(), "evt_1", 1_700_000_000, b"{}", &h));
+        assert!(ed25519::verify(
+            &k1.public_key(),
+            "evt_1",
+            1_700_000_000,
+            b"{}",
+            &h
+        ));
         let only = SigningKeys::from_stored([k1.expose()].iter().map(String::as_str));
-        assert!(only.sign_header("e", 1, b"").starts_with("v1a,"), "no leading space");
+        assert!(
+            only.sign_header("e", 1, b"").starts_with("v1a,"),
+            "no leading space"
+        );
     }
 
     #[test]
     fn given_keys_are_checked_by_kind() {
-        assert_eq!(Key::parse_given(&SigningKey::generate().expose()).map(|k| k.kind()), Ok(KeyKind::Ed25519));
-        assert_eq!(Key::parse_given(&Secret::generate().expose()).map(|k| k.kind()), Ok(KeyKind::Hmac));
+        assert_eq!(
+            Key::parse_given(&SigningKey::generate().expose()).map(|k| k.kind()),
+            Ok(KeyKind::Ed25519)
+        );
+        assert_eq!(
+            Key::parse_given(&Secret::generate().expose()).map(|k| k.kind()),
+            Ok(KeyKind::Hmac)
+        );
         assert!(Key::parse_given("whsec_AAAA").is_err());
         assert!(Key::parse_given("whsk_AAAA").is_err());
         assert!(Key::parse_given("whpk_AAAA").is_err());

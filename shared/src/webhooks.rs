@@ -269,7 +269,10 @@ fn from_row(r: Row) -> Webhook {
 
 /// The `headers` column's value for a (validated) `headers` field: names lowercased.
 fn stored_headers(headers: Option<&serde_json::Value>) -> serde_json::Value {
-    headers.map(CustomHeaders::from_json).unwrap_or_default().to_stored_json()
+    headers
+        .map(CustomHeaders::from_json)
+        .unwrap_or_default()
+        .to_stored_json()
 }
 
 /// Tells every replica that webhook `id` changed.
@@ -286,7 +289,10 @@ pub async fn notify_changed<'e, E: PgExecutor<'e>>(exec: E, id: Uuid) -> sqlx::R
 /// when the scheme uses `v1`, a `whsk_` signing key when it uses `v1a`.
 pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, NewKeys)> {
     let scheme = new.signature_scheme.unwrap_or_default();
-    let given = new.secret.as_deref().and_then(|s| validate_given_key(s, scheme).ok());
+    let given = new
+        .secret
+        .as_deref()
+        .and_then(|s| validate_given_key(s, scheme).ok());
     let keys = crate::webhook_keys::initial(scheme, given);
     let mut tx = pool.begin().await?;
     let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -532,7 +538,11 @@ pub async fn update_with_keys(
     .bind(rate)
     .bind(set_filter)
     .bind(filter)
-    .bind(patch.headers.map(|h| sqlx::types::Json(stored_headers(h.as_ref()))))
+    .bind(
+        patch
+            .headers
+            .map(|h| sqlx::types::Json(stored_headers(h.as_ref()))),
+    )
     .bind(patch.signature_scheme.map(SignatureScheme::as_str))
     .fetch_optional(&mut *tx)
     .await?;

@@ -105,7 +105,11 @@ async fn a_filtered_webhook_gets_only_the_matching_events_and_no_deliveries_for_
         if t != "order.created" && plan != "free" && seats >= 5 && region.starts_with("eu-") {
             want.insert(id.clone());
         }
-        events.push((id, t, json!({"plan": plan, "seats": seats, "customer": {"region": region}})));
+        events.push((
+            id,
+            t,
+            json!({"plan": plan, "seats": seats, "customer": {"region": region}}),
+        ));
     }
     assert!(!want.is_empty() && want.len() < events.len());
     let child = dispatcher(&env);
@@ -118,11 +122,19 @@ async fn a_filtered_webhook_gets_only_the_matching_events_and_no_deliveries_for_
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     kill(child);
-    assert!(all, "the unfiltered webhook got every event ({})", plain_rx.count());
+    assert!(
+        all,
+        "the unfiltered webhook got every event ({})",
+        plain_rx.count()
+    );
     assert!(got_all, "the filtered webhook got its {} events", want.len());
     assert_eq!(ids(&filtered_rx), want, "exactly the matching events, each once");
     assert_eq!(filtered_rx.count(), want.len());
-    assert_eq!(deliveries_of(&env, &filtered).await, want.len() as i64, "no delivery for the rest");
+    assert_eq!(
+        deliveries_of(&env, &filtered).await,
+        want.len() as i64,
+        "no delivery for the rest"
+    );
     assert_eq!(deliveries_of(&env, &plain).await, events.len() as i64);
     env.cleanup().await;
 }
@@ -133,7 +145,14 @@ async fn a_filter_changed_through_patch_applies_to_the_next_events() {
     let rx = Receiver::start().await;
     let w = hook(&env, &rx.url("/"), |w| w.filter = Some(json!({"data.n": 1}))).await;
     let child = dispatcher(&env);
-    publish(&env, &[("evt_p_1".into(), "order.paid", json!({"n": 1})), ("evt_p_2".into(), "order.paid", json!({"n": 2}))]).await;
+    publish(
+        &env,
+        &[
+            ("evt_p_1".into(), "order.paid", json!({"n": 1})),
+            ("evt_p_2".into(), "order.paid", json!({"n": 2})),
+        ],
+    )
+    .await;
     assert!(rx.wait_for(1, Duration::from_secs(30)).await);
     let patch = webhooks::WebhookPatch {
         filter: Some(Some(json!({"data.n": {"$gt": 1}}))),
@@ -170,10 +189,19 @@ async fn custom_headers_reach_the_receiver_and_are_stored_and_logged_redacted() 
         w.headers = Some(json!({"X-Api-Key": secret, "Authorization": "Bearer tok_9d2e_do_not_log"}));
     })
     .await;
-    assert!(!format!("{w:?}").contains(secret), "Debug of a webhook hides the values");
-    assert_eq!(serde_json::to_value(&w).expect("json")["headers"]["x-api-key"], "***");
+    assert!(
+        !format!("{w:?}").contains(secret),
+        "Debug of a webhook hides the values"
+    );
+    assert_eq!(
+        serde_json::to_value(&w).expect("json")["headers"]["x-api-key"],
+        "***"
+    );
     let mut child = support::command(&env.config, &["dispatcher"])
-        .env("RUST_LOG", "info,hookrelay=debug,hookrelay_dispatcher=debug,hookrelay_shared=debug")
+        .env(
+            "RUST_LOG",
+            "info,hookrelay=debug,hookrelay_dispatcher=debug,hookrelay_shared=debug",
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -194,7 +222,11 @@ async fn custom_headers_reach_the_receiver_and_are_stored_and_logged_redacted() 
     let r = &rx.received()[0];
     assert_eq!(r.header("x-api-key"), Some(secret));
     assert_eq!(r.header("authorization"), Some("Bearer tok_9d2e_do_not_log"));
-    assert_eq!(r.header("webhook-id"), Some("evt_headers_1"), "the contract's headers are intact");
+    assert_eq!(
+        r.header("webhook-id"),
+        Some("evt_headers_1"),
+        "the contract's headers are intact"
+    );
     assert_eq!(r.header("content-type"), Some("application/json"));
     let headers: Value = sqlx::query_scalar("SELECT request_headers FROM attempts")
         .fetch_one(&env.db)
@@ -270,7 +302,10 @@ print(json.dumps(out))
         .write_all(Value::Array(input).to_string().as_bytes())
         .expect("write");
     let out = child.wait_with_output().expect("python3 output");
-    assert!(out.status.success(), "python3 failed (is `cryptography` installed?)");
+    assert!(
+        out.status.success(),
+        "python3 failed (is `cryptography` installed?)"
+    );
     serde_json::from_slice(&out.stdout).expect("a JSON list of booleans")
 }
 
@@ -281,15 +316,60 @@ fn v1a_signatures_verify_with_an_independent_ed25519_implementation() {
     let (pk, other_pk) = (k.public_key(), other.public_key());
     let body = br#"{"id":"msg_1","type":"a.b","timestamp":"2026-12-01T00:00:00Z","data":{"x":"\u00e9"}}"#;
     let sig = k.sign("msg_1", 1_700_000_000, body);
-    let both = format!("v1,bm90IGEgc2ln {} {sig}", other.sign("msg_1", 1_700_000_000, body));
+    let both = format!(
+        "v1,bm90IGEgc2ln {} {sig}",
+        other.sign("msg_1", 1_700_000_000, body)
+    );
     let got = python_verifies(&[
-        V1aCase { public_key: &pk, id: "msg_1", timestamp: "1700000000", body, header: &sig },
-        V1aCase { public_key: &pk, id: "msg_1", timestamp: "1700000000", body, header: &both },
-        V1aCase { public_key: &other_pk, id: "msg_1", timestamp: "1700000000", body, header: &both },
-        V1aCase { public_key: &other_pk, id: "msg_1", timestamp: "1700000000", body, header: &sig },
-        V1aCase { public_key: &pk, id: "msg_1", timestamp: "1700000001", body, header: &sig },
-        V1aCase { public_key: &pk, id: "msg_2", timestamp: "1700000000", body, header: &sig },
-        V1aCase { public_key: &pk, id: "msg_1", timestamp: "1700000000", body: b"{}", header: &sig },
+        V1aCase {
+            public_key: &pk,
+            id: "msg_1",
+            timestamp: "1700000000",
+            body,
+            header: &sig,
+        },
+        V1aCase {
+            public_key: &pk,
+            id: "msg_1",
+            timestamp: "1700000000",
+            body,
+            header: &both,
+        },
+        V1aCase {
+            public_key: &other_pk,
+            id: "msg_1",
+            timestamp: "1700000000",
+            body,
+            header: &both,
+        },
+        V1aCase {
+            public_key: &other_pk,
+            id: "msg_1",
+            timestamp: "1700000000",
+            body,
+            header: &sig,
+        },
+        V1aCase {
+            public_key: &pk,
+            id: "msg_1",
+            timestamp: "1700000001",
+            body,
+            header: &sig,
+        },
+        V1aCase {
+            public_key: &pk,
+            id: "msg_2",
+            timestamp: "1700000000",
+            body,
+            header: &sig,
+        },
+        V1aCase {
+            public_key: &pk,
+            id: "msg_1",
+            timestamp: "1700000000",
+            body: b"{}",
+            header: &sig,
+        },
     ]);
     assert_eq!(got, [true, true, true, false, false, false, false]);
 }
@@ -306,14 +386,16 @@ async fn next_signed(
         let id = format!("{prefix}_{n}");
         publish(env, &[(id.clone(), "order.paid", json!({"n": n}))]).await;
         let arrived = eventually(Duration::from_secs(10), || async {
-            rx.received().iter().any(|r| r.header("webhook-id") == Some(&id))
+            rx.received()
+                .iter()
+                .any(|r| r.header("webhook-id") == Some(id.as_str()))
         })
         .await;
         assert!(arrived, "{id} delivered");
         let got = rx
             .received()
             .into_iter()
-            .find(|r| r.header("webhook-id") == Some(&id))
+            .find(|r| r.header("webhook-id") == Some(id.as_str()))
             .expect("received");
         if want(got.header("webhook-signature").unwrap_or_default()) {
             return got;
@@ -348,13 +430,19 @@ async fn v1a_signs_with_ed25519_and_rotates_within_and_across_schemes() {
     };
     let env = TestEnv::new().await;
     let rx = Receiver::start().await;
-    let w = hook(&env, &rx.url("/"), |w| w.signature_scheme = Some(SignatureScheme::V1a)).await;
+    let w = hook(&env, &rx.url("/"), |w| {
+        w.signature_scheme = Some(SignatureScheme::V1a)
+    })
+    .await;
     let pk1 = w.public_key.clone().expect("a v1a webhook has a public key");
     assert!(pk1.starts_with("whpk_"));
     let child = dispatcher(&env);
 
     // v1a alone: one ed25519 entry, verified independently.
-    let r = next_signed(&env, &rx, "evt_v1a", |h| entries(h, "v1a") == 1 && entries(h, "v1") == 0).await;
+    let r = next_signed(&env, &rx, "evt_v1a", |h| {
+        entries(h, "v1a") == 1 && entries(h, "v1") == 0
+    })
+    .await;
     assert_eq!(r.header("x-webhook-signature"), r.header("webhook-signature"));
     assert_eq!(python_verifies(&[case(&r, &pk1)]), [true]);
 
@@ -366,7 +454,11 @@ async fn v1a_signs_with_ed25519_and_rotates_within_and_across_schemes() {
     let pk2 = keys.signing_key.expect("a new signing key").public_key();
     assert_ne!(pk1, pk2);
     let got = webhooks::get(&env.db, w.id).await.expect("get").expect("webhook");
-    assert_eq!(got.public_key.as_deref(), Some(pk2.as_str()), "the newest public key is shown");
+    assert_eq!(
+        got.public_key.as_deref(),
+        Some(pk2.as_str()),
+        "the newest public key is shown"
+    );
     let r = next_signed(&env, &rx, "evt_rot", |h| entries(h, "v1a") == 2).await;
     assert_eq!(python_verifies(&[case(&r, &pk1), case(&r, &pk2)]), [true, true]);
 
@@ -381,30 +473,62 @@ async fn v1a_signs_with_ed25519_and_rotates_within_and_across_schemes() {
         .expect("webhook");
     assert_eq!(after.signature_scheme, SignatureScheme::V1);
     let secret = made.secret.expect("v1 added: a new secret");
-    let r = next_signed(&env, &rx, "evt_cross", |h| entries(h, "v1") == 1 && entries(h, "v1a") == 2).await;
+    let r = next_signed(&env, &rx, "evt_cross", |h| {
+        entries(h, "v1") == 1 && entries(h, "v1a") == 2
+    })
+    .await;
     let header = r.header("webhook-signature").unwrap_or_default();
-    let ts: i64 = r.header("webhook-timestamp").unwrap_or_default().parse().expect("timestamp");
+    let ts: i64 = r
+        .header("webhook-timestamp")
+        .unwrap_or_default()
+        .parse()
+        .expect("timestamp");
     let id = r.header("webhook-id").unwrap_or_default();
-    assert!(signature::verify(&secret, id, ts, &r.body, header), "v1 verifies: {header}");
-    assert_eq!(python_verifies(&[case(&r, &pk2)]), [true], "v1a still verifies during the overlap");
-    let live: Vec<String> = sqlx::query_scalar(
-        "SELECT secret FROM webhook_secrets WHERE webhook_id = $1 AND expires_at IS NULL",
-    )
-    .bind(w.id)
-    .fetch_all(&env.db)
-    .await
-    .expect("keys");
-    assert_eq!(live, [secret.expose()], "only the new secret is open-ended; the v1a keys expire");
+    assert!(
+        signature::verify(&secret, id, ts, &r.body, header),
+        "v1 verifies: {header}"
+    );
+    assert_eq!(
+        python_verifies(&[case(&r, &pk2)]),
+        [true],
+        "v1a still verifies during the overlap"
+    );
+    let live: Vec<String> =
+        sqlx::query_scalar("SELECT secret FROM webhook_secrets WHERE webhook_id = $1 AND expires_at IS NULL")
+            .bind(w.id)
+            .fetch_all(&env.db)
+            .await
+            .expect("keys");
+    assert_eq!(
+        live,
+        [secret.expose()],
+        "only the new secret is open-ended; the v1a keys expire"
+    );
 
     // Expiring them at once (a rotation with a zero overlap) leaves v1 alone.
-    let keys = webhooks::rotate_secret_with(&env.db, w.id, Some(Key::Hmac(signature::Secret::generate())), time::Duration::ZERO)
-        .await
-        .expect("rotated")
-        .expect("webhook");
+    let keys = webhooks::rotate_secret_with(
+        &env.db,
+        w.id,
+        Some(Key::Hmac(signature::Secret::generate())),
+        time::Duration::ZERO,
+    )
+    .await
+    .expect("rotated")
+    .expect("webhook");
     assert!(keys.signing_key.is_none() && keys.secret.is_some());
-    let r = next_signed(&env, &rx, "evt_v1", |h| entries(h, "v1") == 1 && entries(h, "v1a") == 0).await;
+    let r = next_signed(&env, &rx, "evt_v1", |h| {
+        entries(h, "v1") == 1 && entries(h, "v1a") == 0
+    })
+    .await;
     assert!(r.header("webhook-signature").is_some());
-    assert_eq!(webhooks::get(&env.db, w.id).await.expect("get").expect("w").public_key, None);
+    assert_eq!(
+        webhooks::get(&env.db, w.id)
+            .await
+            .expect("get")
+            .expect("w")
+            .public_key,
+        None
+    );
     kill(child);
     env.cleanup().await;
 }
