@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 use hookrelay_shared::{
     Config, Context, amqp, db,
     metrics::Metrics,
-    shutdown, startup, telemetry,
+    shutdown,
+    signing_keys::SignatureScheme,
+    startup, telemetry,
     tokens::{self, Role},
     webhooks::{self, NewWebhook},
 };
@@ -106,6 +108,17 @@ enum WebhooksCommand {
         /// Create it disabled.
         #[arg(long)]
         disabled: bool,
+        /// A payload filter as JSON, e.g. '{"data.plan": ["pro", "team"], "data.seats": {"$gte": 5}}'
+        /// (see docs/webhook-options.md).
+        #[arg(long)]
+        filter: Option<String>,
+        /// A static request header, `Name: value`; repeat for more. The value is a secret: the
+        /// printed webhook shows it as `***`.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// `v1` (HMAC, the default), `v1a` (ed25519: prints the `public_key`) or `v1,v1a`.
+        #[arg(long, value_name = "SCHEME")]
+        signature_scheme: Option<String>,
     },
 }
 
@@ -341,7 +354,21 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
             url,
             events,
             disabled,
+            filter,
+            headers,
+            signature_scheme,
         } => {
+            let headers = header_args(&headers)?;
+            let signature_scheme = signature_scheme
+                .map(|s| {
+                    SignatureScheme::parse(&s)
+                        .ok_or_else(|| anyhow::anyhow!("--signature-scheme: one of v1, v1a, v1,v1a"))
+                })
+                .transpose()?;
+            let filter = filter
+                .map(|f| serde_json::from_str::<serde_json::Value>(&f))
+                .transpose()
+                .context("--filter must be JSON")?;
             let new = NewWebhook {
                 name,
                 url,
@@ -355,6 +382,9 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
                 secret: None,
                 max_in_flight: None,
                 rate_limit: None,
+                filter,
+                headers,
+                signature_scheme,
             };
             new.validate(config.allow_private_targets).map_err(|e| {
                 anyhow::anyhow!(
@@ -362,18 +392,39 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
                     if e.field == "event_types" {
                         "events"
                     } else {
-                        e.field
+                        e.field.as_str()
                     },
                     e.reason
                 )
             })?;
-            let (webhook, secret) = webhooks::create(&pool, new).await?;
+            let (webhook, keys) = webhooks::create(&pool, new).await?;
             let mut json = serde_json::to_value(&webhook)?;
-            json["secret"] = serde_json::Value::String(secret.expose());
+            if let Some(secret) = keys.secret {
+                json["secret"] = serde_json::Value::String(secret.expose());
+            }
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
     }
     Ok(())
+}
+
+/// `--header 'Name: value'` flags as the `headers` object (`None` when there are none).
+fn header_args(args: &[String]) -> anyhow::Result<Option<serde_json::Value>> {
+    if args.is_empty() {
+        return Ok(None);
+    }
+    let mut map = serde_json::Map::new();
+    for a in args {
+        let (name, value) = a
+            .split_once(':')
+            // The text is not echoed: it may hold the secret value.
+            .ok_or_else(|| anyhow::anyhow!("--header: write each as `Name: value`"))?;
+        map.insert(
+            name.trim().to_owned(),
+            serde_json::Value::String(value.trim().to_owned()),
+        );
+    }
+    Ok(Some(serde_json::Value::Object(map)))
 }
 
 async fn publish(

@@ -153,7 +153,7 @@ async fn handle_batch(
                         .inc();
                     continue;
                 }
-                let targets = core.cache.matching(&event.event_type);
+                let targets = core.cache.matching(&event.event_type, &event.body);
                 let delivery_ids = targets.iter().map(|_| ids::new_id()).collect();
                 accepted.push(Accepted {
                     event,

@@ -423,6 +423,10 @@ mod tests {
             rate_limit: None,
             disabled_reason: None,
             disabled_at: None,
+            filter: None,
+            headers: Default::default(),
+            signature_scheme: Default::default(),
+            public_key: None,
             created_at: now,
             updated_at: now,
         };
@@ -434,7 +438,7 @@ mod tests {
             body: Arc::from("{}"),
             target: Arc::new(Target {
                 webhook,
-                secrets: vec![],
+                keys: Default::default(),
             }),
             attempt: 1,
             trigger,

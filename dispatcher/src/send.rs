@@ -6,9 +6,10 @@ use std::{sync::Arc, time::Duration};
 use hookrelay_shared::{
     Config, VERSION,
     config::{MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_HEADER_BYTES, MAX_RESPONSE_HEADERS},
+    custom_headers::{CustomHeaders, REDACTED},
     duration::format_duration,
     jobs::Trigger,
-    signature, ssrf,
+    ssrf,
     webhooks::Target,
 };
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -92,7 +93,7 @@ impl Sender {
         let started = tokio::time::Instant::now();
         let url = req.target.webhook.url.clone();
         let headers = self.headers(req, attempted_at.unix_timestamp());
-        let request_headers = headers_json(&headers);
+        let request_headers = redact(headers_json(&headers), &req.target.webhook.headers);
         let mut out = AttemptOutcome {
             attempted_at,
             request_url: url.clone(),
@@ -138,8 +139,21 @@ impl Sender {
     }
 
     fn headers(&self, req: &AttemptRequest, timestamp: i64) -> HeaderMap {
-        let sig = signature::sign_header(&req.target.secrets, &req.event_id, timestamp, req.body.as_bytes());
+        let sig = req
+            .target
+            .keys
+            .sign_header(&req.event_id, timestamp, req.body.as_bytes());
         let mut h = HeaderMap::new();
+        // The webhook's own headers first: the contract's below replace any that slipped past
+        // validation (names are checked on create and update).
+        for (name, value) in req.target.webhook.headers.expose() {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                h.insert(n, v);
+            }
+        }
         let mut put = |name: &'static str, value: String| {
             // Event ids and types are validated printable ASCII, so this only guards against bugs.
             if let Ok(v) = HeaderValue::from_str(&value) {
@@ -233,6 +247,18 @@ fn headers_json(headers: &HeaderMap) -> Value {
         }
     }
     Value::Object(map)
+}
+
+/// The stored request headers with the webhook's custom header values replaced by `***`.
+fn redact(mut stored: Value, custom: &CustomHeaders) -> Value {
+    if let Value::Object(map) = &mut stored {
+        for (name, value) in map.iter_mut() {
+            if custom.contains(name) {
+                *value = Value::String(REDACTED.to_owned());
+            }
+        }
+    }
+    stored
 }
 
 /// Response headers as a JSON object, at most [`MAX_RESPONSE_HEADERS`] names and
@@ -340,6 +366,19 @@ mod tests {
         assert!(stored <= MAX_RESPONSE_HEADER_BYTES, "{stored}");
         let (_, cut) = capped_headers_json(&HeaderMap::new());
         assert!(!cut);
+    }
+
+    #[test]
+    fn custom_header_values_are_redacted_in_the_stored_request() {
+        let custom = CustomHeaders::from_json(&serde_json::json!({"X-Api-Key": "s3cret"}));
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("s3cret"));
+        h.insert("webhook-id", HeaderValue::from_static("evt_1"));
+        let stored = redact(headers_json(&h), &custom);
+        assert_eq!(
+            stored,
+            serde_json::json!({"x-api-key": "***", "webhook-id": "evt_1"})
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookrelay_shared::{
     event::rfc3339,
     retry::RetryPolicySpec,
-    signature::Secret,
+    signing_keys::NewKeys,
     webhooks::{self, InvalidField, NewWebhook, Webhook, WebhookPatch},
 };
 use serde::{Deserialize, Serialize};
@@ -41,19 +41,34 @@ pub struct WebhookOut {
     /// `HOOKRELAY_DISABLE_AFTER`) or `gone` (the endpoint answered 410); null while enabled.
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<String>,
+    /// The payload filter: paths (`type`, `data.<field>`) to conditions; null = every
+    /// subscribed event. See docs/webhook-options.md.
+    #[schema(value_type = Option<Object>, example = json!({"data.plan": ["pro", "team"], "data.seats": {"$gte": 5}}))]
+    pub filter: Option<serde_json::Value>,
+    /// Custom request headers: the names, each value shown as `***` (values are secrets and
+    /// are never shown again after they are set).
+    #[schema(value_type = Object, example = json!({"x-api-key": "***"}))]
+    pub headers: serde_json::Value,
+    /// `v1` (HMAC-SHA256), `v1a` (ed25519) or `v1,v1a` (both, space-separated).
+    #[schema(example = "v1")]
+    pub signature_scheme: String,
+    /// The `whpk_` ed25519 public key receivers verify `v1a` signatures with (the newest live
+    /// one); null when the scheme has no `v1a`.
+    pub public_key: Option<String>,
     /// The circuit breaker shared by the dispatchers (on `GET /api/v1/webhooks/{id}`; null
     /// when Redis can't be read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthOut>,
     pub created_at: String,
     pub updated_at: String,
-    /// `whsec_...`: only in the answers to create and rotate-secret.
+    /// `whsec_...`: only in the answers that made it (create, rotate-secret, and a PATCH of
+    /// `signature_scheme` that adds `v1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
 
 impl WebhookOut {
-    fn new(w: Webhook, secret: Option<&Secret>) -> Self {
+    fn new(w: Webhook, keys: Option<&NewKeys>) -> Self {
         Self {
             id: w.id,
             name: w.name,
@@ -65,10 +80,14 @@ impl WebhookOut {
             rate_limit: w.rate_limit,
             disabled_reason: w.disabled_reason,
             disabled_at: w.disabled_at.map(rfc3339),
+            filter: w.filter,
+            headers: w.headers.redacted(),
+            signature_scheme: w.signature_scheme.as_str().to_owned(),
+            public_key: w.public_key,
             health: None,
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
-            secret: secret.map(Secret::expose),
+            secret: keys.and_then(|k| k.secret.as_ref()).map(|s| s.expose()),
         }
     }
 }
@@ -106,12 +125,28 @@ pub struct WebhookCreate {
     enabled: Option<bool>,
     #[schema(value_type = Option<Object>)]
     retry_policy: Option<serde_json::Value>,
-    /// A secret of your own (`whsec_` + base64 of at least 24 bytes); generated when absent.
+    /// A key of your own: a `whsec_` secret (base64 of at least 24 bytes) or a `whsk_` ed25519
+    /// signing key, of a kind the scheme uses; generated when absent.
     secret: Option<String>,
     /// 1-1024, default 32: requests in flight at once, per dispatcher.
     max_in_flight: Option<u32>,
     /// Requests per second across all dispatchers (0.01-100000); absent or null = no limit.
     rate_limit: Option<f64>,
+    /// A payload filter: `{"type": ..., "data.<path>": value | [any of] | {"$exists"|"$ne"|
+    /// "$gt"|"$gte"|"$lt"|"$lte"|"$prefix": ...}}`; all paths must hold. Absent or null = none.
+    /// 422 naming the path (`filter.data.seats`) when invalid.
+    #[schema(value_type = Option<Object>, example = json!({"type": "license.assigned", "data.seats": {"$gte": 5}}))]
+    filter: Option<serde_json::Value>,
+    /// Static headers added to every request: name to value (printable ASCII). Not allowed:
+    /// `webhook-*`, `x-webhook-*`, `content-type`, `user-agent`, and HTTP's own (`host`,
+    /// `content-length`, `connection`, ...). The values are secrets: answers and stored
+    /// attempts show them as `***`. At most 32.
+    #[schema(value_type = Option<Object>, example = json!({"x-api-key": "k_live_123"}))]
+    headers: Option<serde_json::Value>,
+    /// `v1` (default: HMAC-SHA256 with a `whsec_` secret), `v1a` (ed25519: the answer carries
+    /// the `whpk_` `public_key`) or `v1,v1a` (both).
+    #[schema(example = "v1a")]
+    signature_scheme: Option<String>,
 }
 
 /// The body of `PATCH /api/v1/webhooks/{id}`: absent fields stay as they are.
@@ -129,6 +164,16 @@ pub struct WebhookUpdate {
     max_in_flight: Option<u32>,
     /// `null` removes the limit.
     rate_limit: Option<f64>,
+    /// Replaces the filter; `null` removes it.
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
+    /// Replaces the whole set of custom headers (send every value again: they are never shown);
+    /// `null` or `{}` removes them.
+    #[schema(value_type = Option<Object>)]
+    headers: Option<serde_json::Value>,
+    /// Keys of a kind the new scheme adds are made at once (a new `whsec_` secret is in the
+    /// answer); keys of a kind it drops keep signing for 24 h, beside the new ones.
+    signature_scheme: Option<String>,
 }
 
 /// A page of webhooks, oldest first.
@@ -243,9 +288,9 @@ pub async fn create(
     new.validate(state.ctx.config.allow_private_targets)
         .map_err(invalid)?;
     check_policy_bounds(new.retry_policy.as_ref(), &state)?;
-    let (webhook, secret) = webhooks::create(&state.ctx.db, new).await?;
+    let (webhook, keys) = webhooks::create(&state.ctx.db, new).await?;
     tracing::info!(webhook_id = %webhook.id, token_id = %auth.token.id, "webhook created");
-    Ok((StatusCode::CREATED, Json(WebhookOut::new(webhook, Some(&secret)))))
+    Ok((StatusCode::CREATED, Json(WebhookOut::new(webhook, Some(&keys)))))
 }
 
 /// One webhook (without its secret).
@@ -299,11 +344,11 @@ pub async fn update(
         .validate(state.ctx.config.allow_private_targets)
         .map_err(invalid)?;
     check_policy_bounds(patch.retry_policy.as_ref().and_then(Option::as_ref), &state)?;
-    let w = webhooks::update(&state.ctx.db, id, patch)
+    let (w, keys) = webhooks::update_with_keys(&state.ctx.db, id, patch)
         .await?
         .ok_or_else(|| not_found(id))?;
     tracing::info!(webhook_id = %id, token_id = %auth.token.id, "webhook updated");
-    Ok(Json(WebhookOut::new(w, None)))
+    Ok(Json(WebhookOut::new(w, Some(&keys))))
 }
 
 /// Deletes a webhook: it gets nothing more; its attempts stay in the log.
@@ -334,7 +379,8 @@ pub async fn delete(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
-    /// A secret of your own; generated when absent.
+    /// A key of your own (`whsec_` or `whsk_`, of a kind the webhook's scheme uses); the
+    /// others are generated.
     pub secret: Option<String>,
     /// How long the previous secrets keep signing beside the new one: `24h` (the default),
     /// at most `7d`; `0s` stops them at once (for a leaked secret).
@@ -395,17 +441,20 @@ pub async fn rotate_secret(
     } else {
         serde_json::from_slice(&body).map_err(|e| AppError::unprocessable(format!("request body: {e}")))?
     };
+    let before = webhooks::get(&state.ctx.db, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     let new = req
         .secret
-        .map(|s| Secret::parse_strict(&s).map_err(|e| AppError::unprocessable(format!("secret: {e}"))))
+        .map(|s| webhooks::validate_given_key(&s, before.signature_scheme).map_err(invalid))
         .transpose()?;
     let overlap = parse_overlap(req.expire_previous_in.as_ref())?;
-    let secret = webhooks::rotate_secret_with(&state.ctx.db, id, new, overlap)
+    let keys = webhooks::rotate_secret_with(&state.ctx.db, id, new, overlap)
         .await?
         .ok_or_else(|| not_found(id))?;
     let w = webhooks::get(&state.ctx.db, id)
         .await?
         .ok_or_else(|| not_found(id))?;
     tracing::info!(webhook_id = %id, token_id = %auth.token.id, "webhook secret rotated");
-    Ok(Json(WebhookOut::new(w, Some(&secret))))
+    Ok(Json(WebhookOut::new(w, Some(&keys))))
 }

@@ -6,7 +6,14 @@ use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{matching::is_valid_pattern, retry::RetryPolicySpec, signature::Secret, ssrf};
+use crate::{
+    custom_headers::{CustomHeaders, validate_headers},
+    ed25519::SigningKey,
+    matching::is_valid_pattern,
+    retry::RetryPolicySpec,
+    signing_keys::{Key, NewKeys, SignatureScheme, SigningKeys},
+    ssrf,
+};
 
 /// PostgreSQL NOTIFY channel announcing webhook changes (payload: the webhook id).
 pub const CHANGES_CHANNEL: &str = "hookrelay_webhooks";
@@ -37,6 +44,17 @@ pub struct Webhook {
     pub disabled_reason: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub disabled_at: Option<OffsetDateTime>,
+    /// The payload filter ([`crate::filter`]); `None` = every subscribed event.
+    #[serde(default)]
+    pub filter: Option<serde_json::Value>,
+    /// Static request headers; serialized (and debug-printed) with the values redacted.
+    #[serde(default)]
+    pub headers: CustomHeaders,
+    #[serde(default)]
+    pub signature_scheme: SignatureScheme,
+    /// The `whpk_` public key of the newest live `v1a` signing key; `None` without one.
+    #[serde(default)]
+    pub public_key: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -51,7 +69,7 @@ pub const MAX_MAX_IN_FLIGHT: u32 = 1024;
 pub const MAX_RATE_LIMIT: f64 = 100_000.0;
 
 /// What is needed to create a webhook.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     pub name: String,
@@ -61,7 +79,8 @@ pub struct NewWebhook {
     pub enabled: bool,
     #[serde(default)]
     pub retry_policy: Option<RetryPolicySpec>,
-    /// A secret of one's own (`whsec_…`, at least 24 bytes); generated when absent.
+    /// A key of one's own: a `whsec_…` secret (at least 24 bytes) or a `whsk_…` signing key,
+    /// of a kind the scheme uses; the others are generated.
     #[serde(default)]
     pub secret: Option<String>,
     /// Default [`DEFAULT_MAX_IN_FLIGHT`].
@@ -69,6 +88,15 @@ pub struct NewWebhook {
     pub max_in_flight: Option<u32>,
     #[serde(default)]
     pub rate_limit: Option<f64>,
+    /// A payload filter ([`crate::filter`]); absent or `null` = none.
+    #[serde(default)]
+    pub filter: Option<serde_json::Value>,
+    /// Static request headers ([`crate::custom_headers`]): name to value.
+    #[serde(default)]
+    pub headers: Option<serde_json::Value>,
+    /// Default [`SignatureScheme::V1`].
+    #[serde(default)]
+    pub signature_scheme: Option<SignatureScheme>,
 }
 
 fn yes() -> bool {
@@ -79,13 +107,14 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct InvalidField {
-    pub field: &'static str,
+    /// The field, or a path inside it (`filter.data.plan`).
+    pub field: String,
     pub reason: String,
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> InvalidField {
+pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidField {
     InvalidField {
-        field,
+        field: field.into(),
         reason: reason.into(),
     }
 }
@@ -160,62 +189,90 @@ impl NewWebhook {
         validate_policy(&self.retry_policy)?;
         validate_max_in_flight(self.max_in_flight)?;
         validate_rate_limit(self.rate_limit)?;
+        crate::filter::validate_field(self.filter.as_ref())?;
+        validate_headers(self.headers.as_ref())?;
         if let Some(s) = &self.secret {
-            Secret::parse_strict(s).map_err(|e| invalid("secret", e.to_string()))?;
+            validate_given_key(s, self.signature_scheme.unwrap_or_default())?;
         }
         Ok(())
     }
 }
 
-type Row = (
-    Uuid,
-    String,
-    String,
-    Vec<String>,
-    bool,
-    Option<sqlx::types::Json<RetryPolicySpec>>,
-    i32,
-    Option<f64>,
-    Option<String>,
-    Option<OffsetDateTime>,
-    OffsetDateTime,
-    OffsetDateTime,
-);
+/// Checks a key someone supplies against the scheme it is for.
+pub fn validate_given_key(text: &str, scheme: SignatureScheme) -> Result<Key, InvalidField> {
+    let key = Key::parse_given(text).map_err(|e| invalid("secret", e))?;
+    if !scheme.uses(key.kind()) {
+        return Err(invalid(
+            "secret",
+            format!(
+                "a `{}` key is not used by signature_scheme `{}`",
+                key.kind().prefix(),
+                scheme.as_str()
+            ),
+        ));
+    }
+    Ok(key)
+}
+
+/// A `webhooks` row as [`COLUMNS`] selects it.
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    name: String,
+    url: String,
+    event_types: Vec<String>,
+    enabled: bool,
+    retry_policy: Option<sqlx::types::Json<RetryPolicySpec>>,
+    max_in_flight: i32,
+    rate_limit: Option<f64>,
+    disabled_reason: Option<String>,
+    disabled_at: Option<OffsetDateTime>,
+    filter: Option<sqlx::types::Json<serde_json::Value>>,
+    headers: sqlx::types::Json<serde_json::Value>,
+    signature_scheme: String,
+    signing_key: Option<String>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
 
 /// Columns matching [`Row`].
 pub const COLUMNS: &str = "id, name, url, event_types, enabled, retry_policy, max_in_flight, rate_limit, \
-    disabled_reason, disabled_at, created_at, updated_at";
+    disabled_reason, disabled_at, filter, headers, signature_scheme, \
+    (SELECT s.secret FROM webhook_secrets s WHERE s.webhook_id = webhooks.id \
+        AND starts_with(s.secret, 'whsk_') AND (s.expires_at IS NULL OR s.expires_at > now()) \
+        ORDER BY s.created_at DESC, s.id DESC LIMIT 1) AS signing_key, \
+    created_at, updated_at";
 
-fn from_row(
-    (
-        id,
-        name,
-        url,
-        event_types,
-        enabled,
-        policy,
-        max_in_flight,
-        rate_limit,
-        disabled_reason,
-        disabled_at,
-        created_at,
-        updated_at,
-    ): Row,
-) -> Webhook {
+fn from_row(r: Row) -> Webhook {
     Webhook {
-        id,
-        name,
-        url,
-        event_types,
-        enabled,
-        retry_policy: policy.map(|j| j.0),
-        max_in_flight: u32::try_from(max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
-        rate_limit,
-        disabled_reason,
-        disabled_at,
-        created_at,
-        updated_at,
+        id: r.id,
+        name: r.name,
+        url: r.url,
+        event_types: r.event_types,
+        enabled: r.enabled,
+        retry_policy: r.retry_policy.map(|j| j.0),
+        max_in_flight: u32::try_from(r.max_in_flight).unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        rate_limit: r.rate_limit,
+        disabled_reason: r.disabled_reason,
+        disabled_at: r.disabled_at,
+        filter: r.filter.map(|j| j.0),
+        headers: CustomHeaders::from_json(&r.headers.0),
+        signature_scheme: SignatureScheme::parse(&r.signature_scheme).unwrap_or_default(),
+        public_key: r
+            .signing_key
+            .and_then(|k| SigningKey::parse(&k).ok())
+            .map(|k| k.public_key()),
+        created_at: r.created_at,
+        updated_at: r.updated_at,
     }
+}
+
+/// The `headers` column's value for a (validated) `headers` field: names lowercased.
+fn stored_headers(headers: Option<&serde_json::Value>) -> serde_json::Value {
+    headers
+        .map(CustomHeaders::from_json)
+        .unwrap_or_default()
+        .to_stored_json()
 }
 
 /// Tells every replica that webhook `id` changed.
@@ -228,18 +285,21 @@ pub async fn notify_changed<'e, E: PgExecutor<'e>>(exec: E, id: Uuid) -> sqlx::R
     Ok(())
 }
 
-/// Creates a webhook (already validated) and returns it with its secret.
-pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Secret)> {
-    let secret = match &new.secret {
-        Some(s) => Secret::parse_strict(s).unwrap_or_else(|_| Secret::generate()),
-        None => Secret::generate(),
-    };
+/// Creates a webhook (already validated) and returns it with its new keys: a `whsec_` secret
+/// when the scheme uses `v1`, a `whsk_` signing key when it uses `v1a`.
+pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, NewKeys)> {
+    let scheme = new.signature_scheme.unwrap_or_default();
+    let given = new
+        .secret
+        .as_deref()
+        .and_then(|s| validate_given_key(s, scheme).ok());
+    let keys = crate::webhook_keys::initial(scheme, given);
     let mut tx = pool.begin().await?;
     let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhooks (id, name, url, event_types, enabled, retry_policy, max_in_flight,
-             rate_limit, disabled_reason, disabled_at)
+             rate_limit, disabled_reason, disabled_at, filter, headers, signature_scheme)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5 THEN NULL ELSE 'manual' END,
-             CASE WHEN $5 THEN NULL ELSE now() END)
+             CASE WHEN $5 THEN NULL ELSE now() END, $9, $10, $11)
          RETURNING {COLUMNS}"
     )))
     .bind(crate::ids::new_id())
@@ -250,18 +310,21 @@ pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Se
     .bind(new.retry_policy.map(sqlx::types::Json))
     .bind(new.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) as i32)
     .bind(new.rate_limit)
+    .bind(new.filter.map(sqlx::types::Json))
+    .bind(sqlx::types::Json(stored_headers(new.headers.as_ref())))
+    .bind(scheme.as_str())
     .fetch_one(&mut *tx)
     .await?;
-    let webhook = from_row(row);
-    sqlx::query("INSERT INTO webhook_secrets (id, webhook_id, secret) VALUES ($1, $2, $3)")
-        .bind(crate::ids::new_id())
-        .bind(webhook.id)
-        .bind(secret.expose())
-        .execute(&mut *tx)
-        .await?;
+    let mut webhook = from_row(row);
+    let mut made = NewKeys::default();
+    for key in keys {
+        crate::webhook_keys::insert(&mut tx, webhook.id, &key).await?;
+        made.push(key);
+    }
+    webhook.public_key = made.signing_key.as_ref().map(SigningKey::public_key);
     notify_changed(&mut *tx, webhook.id).await?;
     tx.commit().await?;
-    Ok((webhook, secret))
+    Ok((webhook, made))
 }
 
 /// One live (not deleted) webhook.
@@ -275,74 +338,13 @@ pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Webhook>> {
     Ok(row.map(from_row))
 }
 
-/// Replaces the current secret with a new one; the old one keeps signing for 24 h.
-/// Returns `None` when there is no such webhook.
-pub async fn rotate_secret(pool: &PgPool, id: Uuid, new: Option<Secret>) -> sqlx::Result<Option<Secret>> {
-    rotate_secret_with(pool, id, new, ROTATION_OVERLAP).await
-}
+pub use crate::webhook_keys::{rotate_secret, rotate_secret_with};
 
-/// [`rotate_secret`] with the overlap chosen: the previous secrets keep signing for `overlap`
-/// at most (zero: they stop at once, for a leaked secret), and of the live secrets only the
-/// newest [`MAX_LIVE_SECRETS`] are kept. `overlap` is clamped to 0..=[`MAX_ROTATION_OVERLAP`].
-pub async fn rotate_secret_with(
-    pool: &PgPool,
-    id: Uuid,
-    new: Option<Secret>,
-    overlap: time::Duration,
-) -> sqlx::Result<Option<Secret>> {
-    let overlap = overlap.clamp(time::Duration::ZERO, MAX_ROTATION_OVERLAP);
-    let mut tx = pool.begin().await?;
-    let exists: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM webhooks WHERE id = $1 AND deleted_at IS NULL FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if exists.is_none() {
-        return Ok(None);
-    }
-    let secret = new.unwrap_or_else(Secret::generate);
-    sqlx::query(
-        "UPDATE webhook_secrets SET expires_at = now() + $2
-         WHERE webhook_id = $1 AND (expires_at IS NULL OR expires_at > now() + $2)",
-    )
-    .bind(id)
-    .bind(overlap)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1 AND expires_at <= now()")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO webhook_secrets (id, webhook_id, secret) VALUES ($1, $2, $3)")
-        .bind(crate::ids::new_id())
-        .bind(id)
-        .bind(secret.expose())
-        .execute(&mut *tx)
-        .await?;
-    // Rows made in this transaction share now(): the id (UUIDv7) breaks the tie.
-    sqlx::query(
-        "DELETE FROM webhook_secrets WHERE webhook_id = $1 AND id NOT IN (
-             SELECT id FROM webhook_secrets WHERE webhook_id = $1 AND (expires_at IS NULL OR expires_at > now())
-             ORDER BY created_at DESC, id DESC LIMIT $2)",
-    )
-    .bind(id)
-    .bind(MAX_LIVE_SECRETS)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE webhooks SET updated_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    notify_changed(&mut *tx, id).await?;
-    tx.commit().await?;
-    Ok(Some(secret))
-}
-
-/// A webhook as the dispatcher needs it: with its signing secrets, newest first.
+/// A webhook as the dispatcher needs it: with its live signing keys, newest first.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub webhook: Webhook,
-    pub secrets: Vec<Secret>,
+    pub keys: SigningKeys,
 }
 
 /// Every live, enabled webhook with its unexpired secrets (the dispatcher's cache).
@@ -354,22 +356,21 @@ pub async fn load_targets(pool: &PgPool) -> sqlx::Result<Vec<Target>> {
     .await?;
     let secrets: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT webhook_id, secret FROM webhook_secrets
-         WHERE expires_at IS NULL OR expires_at > now() ORDER BY created_at DESC",
+         WHERE expires_at IS NULL OR expires_at > now() ORDER BY created_at DESC, id DESC",
     )
     .fetch_all(pool)
     .await?;
-    let mut by_hook: std::collections::HashMap<Uuid, Vec<Secret>> = Default::default();
+    let mut by_hook: std::collections::HashMap<Uuid, Vec<String>> = Default::default();
     for (id, s) in secrets {
-        if let Ok(secret) = Secret::parse(&s) {
-            by_hook.entry(id).or_default().push(secret);
-        }
+        by_hook.entry(id).or_default().push(s);
     }
     Ok(rows
         .into_iter()
         .map(|r| {
             let webhook = from_row(r);
-            let secrets = by_hook.remove(&webhook.id).unwrap_or_default();
-            Target { webhook, secrets }
+            let texts = by_hook.remove(&webhook.id).unwrap_or_default();
+            let keys = SigningKeys::from_stored(texts.iter().map(String::as_str));
+            Target { webhook, keys }
         })
         .collect())
 }
@@ -381,13 +382,13 @@ pub async fn load_target(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Target>
     };
     let secrets: Vec<String> = sqlx::query_scalar(
         "SELECT secret FROM webhook_secrets WHERE webhook_id = $1
-         AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at DESC",
+         AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at DESC, id DESC",
     )
     .bind(id)
     .fetch_all(pool)
     .await?;
-    let secrets = secrets.iter().filter_map(|s| Secret::parse(s).ok()).collect();
-    Ok(Some(Target { webhook, secrets }))
+    let keys = SigningKeys::from_stored(secrets.iter().map(String::as_str));
+    Ok(Some(Target { webhook, keys }))
 }
 
 /// A change to a webhook with PATCH semantics: absent fields stay as they are.
@@ -405,6 +406,15 @@ pub struct WebhookPatch {
     /// `null` removes the limit; absent leaves it.
     #[serde(default, deserialize_with = "present")]
     pub rate_limit: Option<Option<f64>>,
+    /// `null` removes the filter; absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    pub filter: Option<Option<serde_json::Value>>,
+    /// Replaces the whole set; `null` or `{}` removes them; absent leaves them.
+    #[serde(default, deserialize_with = "present")]
+    pub headers: Option<Option<serde_json::Value>>,
+    /// A new scheme: keys of a kind it adds are made at once (a new `whsec_` secret is in the
+    /// answer); keys of a kind it drops keep signing for 24 h.
+    pub signature_scheme: Option<SignatureScheme>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
@@ -433,6 +443,12 @@ impl WebhookPatch {
         if let Some(r) = self.rate_limit {
             validate_rate_limit(r)?;
         }
+        if let Some(f) = &self.filter {
+            crate::filter::validate_field(f.as_ref())?;
+        }
+        if let Some(h) = &self.headers {
+            validate_headers(h.as_ref())?;
+        }
         Ok(())
     }
 }
@@ -459,6 +475,15 @@ pub async fn list(
 
 /// Applies a (validated) patch; `None` when there is no such live webhook.
 pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Result<Option<Webhook>> {
+    Ok(update_with_keys(pool, id, patch).await?.map(|(w, _)| w))
+}
+
+/// [`update`], also returning the keys a change of `signature_scheme` made.
+pub async fn update_with_keys(
+    pool: &PgPool,
+    id: Uuid,
+    patch: WebhookPatch,
+) -> sqlx::Result<Option<(Webhook, NewKeys)>> {
     let (set_policy, policy) = match patch.retry_policy {
         Some(p) => (true, p.map(sqlx::types::Json)),
         None => (false, None),
@@ -467,13 +492,32 @@ pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Resul
         Some(r) => (true, r),
         None => (false, None),
     };
+    let (set_filter, filter) = match patch.filter {
+        Some(f) => (true, f.map(sqlx::types::Json)),
+        None => (false, None),
+    };
     let mut tx = pool.begin().await?;
+    let mut made = NewKeys::default();
+    if let Some(to) = patch.signature_scheme {
+        let from: Option<String> = sqlx::query_scalar(
+            "SELECT signature_scheme FROM webhooks WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(from) = from.as_deref().and_then(SignatureScheme::parse) {
+            made = crate::webhook_keys::change_scheme(&mut tx, id, from, to).await?;
+        }
+    }
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE webhooks SET name = COALESCE($2, name), url = COALESCE($3, url),
              event_types = COALESCE($4, event_types), enabled = COALESCE($5, enabled),
              retry_policy = CASE WHEN $6 THEN $7 ELSE retry_policy END,
              max_in_flight = COALESCE($8, max_in_flight),
              rate_limit = CASE WHEN $9 THEN $10 ELSE rate_limit END,
+             filter = CASE WHEN $11 THEN $12 ELSE filter END,
+             headers = COALESCE($13, headers),
+             signature_scheme = COALESCE($14, signature_scheme),
              -- Enabling clears the reason; disabling through the API says it was manual.
              disabled_reason = CASE WHEN $5 IS NULL THEN disabled_reason WHEN $5 THEN NULL
                  WHEN enabled THEN 'manual' ELSE disabled_reason END,
@@ -492,13 +536,21 @@ pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Resul
     .bind(patch.max_in_flight.map(|n| n as i32))
     .bind(set_rate)
     .bind(rate)
+    .bind(set_filter)
+    .bind(filter)
+    .bind(
+        patch
+            .headers
+            .map(|h| sqlx::types::Json(stored_headers(h.as_ref()))),
+    )
+    .bind(patch.signature_scheme.map(SignatureScheme::as_str))
     .fetch_optional(&mut *tx)
     .await?;
     if row.is_some() {
         notify_changed(&mut *tx, id).await?;
     }
     tx.commit().await?;
-    Ok(row.map(from_row))
+    Ok(row.map(|r| (from_row(r), made)))
 }
 
 /// Soft-deletes a webhook (its attempts stay in the log); false when there is no such live one.

@@ -340,6 +340,7 @@ async fn setup() -> (TestEnv, String, Seen) {
                 secret: None,
                 max_in_flight: None,
                 rate_limit: None,
+                ..Default::default()
             },
         )
         .await

@@ -102,6 +102,7 @@ impl System {
             secret: None,
             max_in_flight: None,
             rate_limit: None,
+            ..Default::default()
         };
         webhooks::create(&self.env.db, new)
             .await

@@ -39,6 +39,7 @@ async fn hook(
             secret: None,
             max_in_flight,
             rate_limit,
+            ..Default::default()
         },
     )
     .await

@@ -5,6 +5,7 @@ mod api;
 mod browser;
 mod isolation;
 mod ops;
+mod options;
 mod pipeline;
 #[path = "../common/receiver.rs"]
 mod receiver;

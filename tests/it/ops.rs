@@ -398,6 +398,7 @@ async fn webhook(env: &TestEnv, name: &str, url: String) {
             secret: None,
             max_in_flight: None,
             rate_limit: None,
+            ..Default::default()
         },
     )
     .await

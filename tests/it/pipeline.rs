@@ -44,6 +44,7 @@ async fn a_dispatcher_killed_mid_batch_loses_no_event_and_no_delivery() {
                 secret: None,
                 max_in_flight: None,
                 rate_limit: None,
+                ..Default::default()
             },
         )
         .await

@@ -65,9 +65,11 @@ pub async fn webhook(
             secret: None,
             max_in_flight: None,
             rate_limit: None,
+            ..Default::default()
         },
     )
     .await
+    .map(|(w, keys)| (w, keys.secret.expect("a v1 webhook has a whsec_ secret")))
     .expect("webhook created")
 }
 

@@ -7,6 +7,7 @@ mod bulk;
 mod deliveries;
 mod details;
 mod ops;
+mod options;
 mod retries;
 mod support;
 mod webhooks;

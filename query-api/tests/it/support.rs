@@ -174,6 +174,7 @@ pub async fn webhook(env: &TestEnv, name: &str, url: &str, patterns: &[&str]) ->
             secret: None,
             max_in_flight: None,
             rate_limit: None,
+            ..Default::default()
         },
     )
     .await

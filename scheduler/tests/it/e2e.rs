@@ -63,6 +63,7 @@ async fn webhook(env: &TestEnv, url: String) {
             secret: None,
             max_in_flight: None,
             rate_limit: None,
+            ..Default::default()
         },
     )
     .await

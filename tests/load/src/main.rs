@@ -270,6 +270,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
                 secret: None,
                 max_in_flight: None,
                 rate_limit: None,
+                ..Default::default()
             },
         )
         .await?;
@@ -288,6 +289,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
                     secret: None,
                     max_in_flight: args.max_in_flight,
                     rate_limit: None,
+                    ..Default::default()
                 },
             )
             .await?
