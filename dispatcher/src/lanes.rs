@@ -447,6 +447,15 @@ mod tests {
         Attempt::new(req, None)
     }
 
+    /// Starts one attempt of the lane and ends it after `took`, so the lane knows its pace.
+    fn answered(lane: &Lane, permits: &Arc<Semaphore>, cap: u32, took: Duration) {
+        assert_eq!(
+            lane.offer(attempt(cap, Trigger::Initial), permits, 0).start.len(),
+            1
+        );
+        let _ = lane.release(took, permits, 0, false);
+    }
+
     #[test]
     fn a_lane_starts_up_to_its_cap_queues_behind_it_and_moves_on_when_one_ends() {
         let lanes = Lanes::default();
@@ -485,13 +494,7 @@ mod tests {
         let permits = Arc::new(Semaphore::new(100));
         let cap = 1;
         // One fast answer: the lane is known to move quickly, so it queues up to its bound.
-        assert_eq!(
-            lane.offer(attempt(cap, Trigger::Initial), &permits, 0)
-                .start
-                .len(),
-            1
-        );
-        let _ = lane.release(Duration::from_millis(5), &permits, 0, false);
+        answered(&lane, &permits, cap, Duration::from_millis(5));
         let first = lane.offer(attempt(cap, Trigger::Initial), &permits, 0);
         assert_eq!(first.start.len(), 1);
         let mut deferred = Vec::new();
@@ -517,11 +520,7 @@ mod tests {
         let permits = Arc::new(Semaphore::new(100));
         // Two requests that took 2 s each: the lane's pace is known to be slow.
         for _ in 0..2 {
-            assert_eq!(
-                lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
-                1
-            );
-            let _ = lane.release(Duration::from_secs(2), &permits, 0, false);
+            answered(&lane, &permits, 1, Duration::from_secs(2));
         }
         assert_eq!(
             lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
@@ -576,11 +575,7 @@ mod tests {
         let lane = lanes.get(Uuid::nil());
         let permits = Arc::new(Semaphore::new(100));
         // One fast answer first, so the lane queues more than its cap.
-        assert_eq!(
-            lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
-            1
-        );
-        let _ = lane.release(Duration::from_millis(5), &permits, 0, false);
+        answered(&lane, &permits, 1, Duration::from_millis(5));
         assert_eq!(
             lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
             1
