@@ -9,17 +9,21 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use hookrelay_shared::jobs::Trigger;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
     guard::{Circuit, View},
     send::AttemptRequest,
+    slots::{Slot, Slots},
 };
 
 /// The longest an attempt waits in a lane's queue before it is deferred instead.
@@ -71,7 +75,7 @@ impl Attempt {
 /// What a lane decided for attempts.
 #[derive(Default)]
 pub struct Moves {
-    pub start: Vec<(Attempt, OwnedSemaphorePermit)>,
+    pub start: Vec<(Attempt, Slot)>,
     /// With the time (Unix ms) to come back at and the reason.
     pub defer: Vec<(Attempt, i64, &'static str)>,
 }
@@ -90,28 +94,77 @@ struct State {
     progress_at: Option<Instant>,
     /// How many of this lane's queued attempts count in the process's backlog.
     counted: usize,
+    /// This lane is in the list of lanes waiting for a process slot.
+    starved: bool,
 }
 
 impl State {
     /// Whether this lane's queue is the process's backlog rather than the endpoint's own: its
-    /// requests are fast and one ended just now. A lane that stalls (no answer yet, or none
-    /// lately) keeps its queue to itself, so it never pauses intake for everyone; its queue is
-    /// bounded by its own rules and deferred after [`MAX_QUEUE_WAIT`].
+    /// requests are fast, and it is moving (one ended just now) or has nothing in flight (it
+    /// waits for a process slot, not for its endpoint). A lane that stalls (no answer yet, or
+    /// none lately) keeps its queue to itself, so it never pauses intake for everyone; its
+    /// queue is bounded by its own rules and deferred after [`MAX_QUEUE_WAIT`].
     fn counts(&self, now: Instant) -> bool {
         self.avg_ms > 0.0
             && self.avg_ms < FAST_REQUEST_MS
-            && self
-                .progress_at
-                .is_some_and(|t| now.saturating_duration_since(t) < STALLED)
+            && (self.in_flight == 0
+                || self
+                    .progress_at
+                    .is_some_and(|t| now.saturating_duration_since(t) < STALLED))
     }
+
+    /// Whether what waits at the front of the queue has waited too long and should be
+    /// deferred: only when this lane (its cap, its slow or stalled endpoint) holds it back.
+    /// A fast lane below its cap waits for a process slot instead: the process is behind, the
+    /// endpoint is not, and intake pauses on the backlog meanwhile.
+    fn expired(&self, a: &Attempt, queued_at: Instant, now: Instant) -> bool {
+        !a.manual()
+            && now.duration_since(queued_at) > MAX_QUEUE_WAIT
+            && (self.in_flight >= a.cap() || !self.counts(now))
+    }
+
+    /// How long this lane's requests have been hanging: since the last one ended (or the first
+    /// started), while any is in flight.
+    fn hanging_ms(&self, now: Instant) -> f64 {
+        match self.progress_at {
+            Some(t) if self.in_flight > 0 => now.saturating_duration_since(t).as_secs_f64() * 1000.0,
+            _ => 0.0,
+        }
+    }
+
+    /// When an attempt that found no free slot should come back: after about one request's
+    /// time — the average, or how long the requests in flight have been hanging if longer (a
+    /// lane with no answer yet has no average), at most the request timeout — and each one
+    /// later than the last by a slot's share of that, so a backlog returns spread at the rate
+    /// the endpoint takes it rather than all at once, and an endpoint that never answers is
+    /// not asked again every few milliseconds.
+    fn in_flight_deferral(&mut self, now_ms: i64, cap: u32, timeout_ms: f64) -> i64 {
+        let est = self
+            .avg_ms
+            .max(self.hanging_ms(Instant::now()))
+            .clamp(50.0, timeout_ms.max(50.0));
+        let at = (now_ms + est as i64).max(self.horizon_ms);
+        let at = at.min(now_ms + 600_000);
+        self.horizon_ms = at + (est / f64::from(cap.max(1))) as i64;
+        at
+    }
+}
+
+/// What every lane of a process shares.
+struct Shared {
+    /// Attempts queued in every lane of the process that count as its backlog.
+    backlog: AtomicUsize,
+    /// Lanes with attempts waiting for a process slot (not for one of their own), in order.
+    starved: Mutex<VecDeque<Uuid>>,
+    /// The request timeout (ms): the longest an `in_flight` deferral waits.
+    timeout_ms: f64,
 }
 
 /// One webhook's lane.
 pub struct Lane {
     pub webhook_id: Uuid,
     state: Mutex<State>,
-    /// Attempts queued in every lane of the process.
-    backlog: Arc<std::sync::atomic::AtomicUsize>,
+    shared: Arc<Shared>,
     /// When this process disabled the webhook: attempts whose target is older are dropped.
     disabled_at: Mutex<Option<time::OffsetDateTime>>,
 }
@@ -166,8 +219,8 @@ impl Lane {
     }
 
     /// Starts the attempt if a slot of this lane and of the process are free, else queues it
-    /// behind the requests in flight, else defers it.
-    pub fn offer(&self, a: Attempt, permits: &Arc<Semaphore>, now_ms: i64) -> Moves {
+    /// (behind the lane's requests in flight, or for a process slot), else defers it.
+    pub fn offer(&self, a: Attempt, permits: &Slots, now_ms: i64) -> Moves {
         let mut st = self.lock();
         let moves = self.offer_locked(&mut st, a, permits, now_ms);
         self.settle(&mut st);
@@ -176,18 +229,30 @@ impl Lane {
 
     /// Brings this lane's share of the process backlog up to date.
     fn settle(&self, st: &mut State) {
-        use std::sync::atomic::Ordering;
         let want = if st.counts(Instant::now()) {
             st.queue.len()
         } else {
             0
         };
+        let backlog = &self.shared.backlog;
         if want > st.counted {
-            self.backlog.fetch_add(want - st.counted, Ordering::Relaxed);
+            backlog.fetch_add(want - st.counted, Ordering::Relaxed);
         } else if st.counted > want {
-            self.backlog.fetch_sub(st.counted - want, Ordering::Relaxed);
+            backlog.fetch_sub(st.counted - want, Ordering::Relaxed);
         }
         st.counted = want;
+    }
+
+    /// Puts this lane in the list of lanes waiting for a process slot (once).
+    fn starve(&self, st: &mut State) {
+        if !st.starved {
+            st.starved = true;
+            self.shared
+                .starved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(self.webhook_id);
+        }
     }
 
     /// Defers the attempts that waited in the queue too long (the sweeper calls it, so a lane
@@ -195,52 +260,58 @@ impl Lane {
     pub fn sweep(&self, now_ms: i64) -> Moves {
         let mut moves = Moves::default();
         let mut st = self.lock();
-        let now = Instant::now();
-        while st
-            .queue
-            .front()
-            .is_some_and(|(q, t)| !q.manual() && now.duration_since(*t) > MAX_QUEUE_WAIT)
-        {
-            if let Some((q, _)) = st.queue.pop_front() {
-                let at = st.in_flight_deferral(now_ms, q.cap());
-                moves.defer.push((q, at, "in_flight"));
-            }
-        }
+        self.expire(&mut st, now_ms, &mut moves);
         self.settle(&mut st);
         moves
     }
 
-    fn offer_locked(&self, st: &mut State, a: Attempt, permits: &Arc<Semaphore>, now_ms: i64) -> Moves {
-        let mut moves = Moves::default();
+    /// A process slot for this lane's next request: from the untrusted share unless the lane
+    /// answers fast ([`Slots`]).
+    fn take_slot(st: &State, permits: &Slots) -> Option<Slot> {
+        permits.try_take(st.counts(Instant::now()), st.in_flight == 0)
+    }
+
+    /// Defers the expired attempts at the front of the queue.
+    fn expire(&self, st: &mut State, now_ms: i64, moves: &mut Moves) {
         let now = Instant::now();
-        if st.in_flight < a.cap()
-            && let Ok(p) = permits.clone().try_acquire_owned()
-        {
-            st.in_flight += 1;
-            if st.progress_at.is_none() {
-                st.progress_at = Some(now);
-            }
-            moves.start.push((a, p));
-            return moves;
-        }
-        // Stale attempts at the front are deferred now rather than when a slot frees.
-        while st
-            .queue
-            .front()
-            .is_some_and(|(q, t)| !q.manual() && now.duration_since(*t) > MAX_QUEUE_WAIT)
-        {
+        while st.queue.front().is_some_and(|(q, t)| st.expired(q, *t, now)) {
             if let Some((q, _)) = st.queue.pop_front() {
-                let at = st.in_flight_deferral(now_ms, q.cap());
+                let at = st.in_flight_deferral(now_ms, q.cap(), self.shared.timeout_ms);
                 moves.defer.push((q, at, "in_flight"));
             }
         }
-        let moving = st.in_flight > 0;
+    }
+
+    fn offer_locked(&self, st: &mut State, a: Attempt, permits: &Slots, now_ms: i64) -> Moves {
+        let mut moves = Moves::default();
+        let now = Instant::now();
+        // What already waits goes first (it waits for a process slot that may be free now).
+        if st.in_flight < a.cap() && !st.queue.is_empty() {
+            self.drain(st, permits, now_ms, &mut moves);
+        }
+        let below_cap = st.in_flight < a.cap();
+        if below_cap && st.queue.is_empty() {
+            if let Some(p) = Self::take_slot(st, permits) {
+                st.in_flight += 1;
+                if st.progress_at.is_none() {
+                    st.progress_at = Some(now);
+                }
+                moves.start.push((a, p));
+                return moves;
+            }
+        }
+        // Stale attempts at the front are deferred now rather than when a slot frees.
+        self.expire(st, now_ms, &mut moves);
+        // Below its cap, the lane waits for a process slot, not for its endpoint.
+        let waits_for_process = below_cap;
+        let moving = st.in_flight > 0 || waits_for_process;
         // A lane none of whose requests has ended yet (a new endpoint, or one that never
-        // answers) queues only during its first requests' first second; a fast lane queues up to its bound (intake
-        // pauses on the total first); a slow one only what its pace sends within MAX_QUEUE_WAIT.
+        // answers) queues only during its first requests' first second; a fast lane queues up
+        // to its bound (intake pauses on the total first); a slow one only what its pace sends
+        // within MAX_QUEUE_WAIT.
         let soon = if st.avg_ms == 0.0 {
             st.progress_at
-                .is_some_and(|t| now.saturating_duration_since(t) < MAX_QUEUE_WAIT)
+                .is_none_or(|t| now.saturating_duration_since(t) < MAX_QUEUE_WAIT)
         } else {
             st.avg_ms < FAST_REQUEST_MS || {
                 let wait_ms = (st.queue.len() + 1) as f64 * st.avg_ms / f64::from(a.cap());
@@ -249,25 +320,40 @@ impl Lane {
         };
         if a.manual() || (moving && soon && st.queue.len() < queue_cap(a.cap())) {
             st.queue.push_back((a, now));
+            if waits_for_process {
+                self.starve(st);
+            }
         } else {
-            let at = st.in_flight_deferral(now_ms, a.cap());
+            let at = st.in_flight_deferral(now_ms, a.cap(), self.shared.timeout_ms);
             moves.defer.push((a, at, "in_flight"));
         }
         moves
     }
 
     /// A request of this lane ended after `took`: frees its slot and moves the queue on.
-    pub fn release(&self, took: Duration, permits: &Arc<Semaphore>, now_ms: i64, stopping: bool) -> Moves {
+    pub fn release(&self, took: Duration, permits: &Slots, now_ms: i64, stopping: bool) -> Moves {
         let mut st = self.lock();
-        let moves = Self::release_locked(&mut st, took, permits, now_ms, stopping);
+        let moves = self.release_locked(&mut st, took, permits, now_ms, stopping);
+        self.settle(&mut st);
+        moves
+    }
+
+    /// A process slot may be free: starts what this lane's queue can (the process calls it for
+    /// the lanes that were waiting for one).
+    pub fn pump(&self, permits: &Slots, now_ms: i64) -> Moves {
+        let mut moves = Moves::default();
+        let mut st = self.lock();
+        st.starved = false;
+        self.drain(&mut st, permits, now_ms, &mut moves);
         self.settle(&mut st);
         moves
     }
 
     fn release_locked(
+        &self,
         st: &mut State,
         took: Duration,
-        permits: &Arc<Semaphore>,
+        permits: &Slots,
         now_ms: i64,
         stopping: bool,
     ) -> Moves {
@@ -285,7 +371,6 @@ impl Lane {
             st.queue.clear();
             return moves;
         }
-        let now = Instant::now();
         // The request that just ended may have paused the webhook or opened its circuit.
         let held = if st.view.pause_until_ms > now_ms {
             Some(("retry_after", st.view.pause_until_ms))
@@ -303,9 +388,17 @@ impl Lane {
                 moves.defer.push((a, until, reason));
             }
         }
+        self.drain(st, permits, now_ms, &mut moves);
+        moves
+    }
+
+    /// Starts what waits in the queue while this lane and the process have slots; what waited
+    /// too long is deferred; when the process is out of slots, the lane waits for one.
+    fn drain(&self, st: &mut State, permits: &Slots, now_ms: i64, moves: &mut Moves) {
+        let now = Instant::now();
         while let Some((a, t)) = st.queue.pop_front() {
-            if !a.manual() && now.duration_since(t) > MAX_QUEUE_WAIT {
-                let at = st.in_flight_deferral(now_ms, a.cap());
+            if st.expired(&a, t, now) {
+                let at = st.in_flight_deferral(now_ms, a.cap(), self.shared.timeout_ms);
                 moves.defer.push((a, at, "in_flight"));
                 continue;
             }
@@ -313,53 +406,56 @@ impl Lane {
                 st.queue.push_front((a, t));
                 break;
             }
-            match permits.clone().try_acquire_owned() {
-                Ok(p) => {
+            match Self::take_slot(st, permits) {
+                Some(p) => {
                     st.in_flight += 1;
+                    if st.progress_at.is_none() {
+                        st.progress_at = Some(now);
+                    }
                     moves.start.push((a, p));
                 }
-                Err(_) if st.in_flight > 0 || a.manual() => {
+                None => {
                     st.queue.push_front((a, t));
+                    self.starve(st);
                     break;
-                }
-                Err(_) => {
-                    let at = st.in_flight_deferral(now_ms, a.cap());
-                    moves.defer.push((a, at, "in_flight"));
                 }
             }
         }
-        moves
-    }
-}
-
-impl State {
-    /// When an attempt that found no free slot should come back: after about one request's
-    /// time, and each one later than the last by a slot's share of it, so a backlog returns
-    /// spread at the rate the endpoint takes it rather than all at once.
-    fn in_flight_deferral(&mut self, now_ms: i64, cap: u32) -> i64 {
-        let est = self.avg_ms.clamp(50.0, 60_000.0);
-        let at = (now_ms + est as i64).max(self.horizon_ms);
-        let at = at.min(now_ms + 600_000);
-        self.horizon_ms = at + (est / f64::from(cap.max(1))) as i64;
-        at
     }
 }
 
 /// Every lane of this dispatcher.
-#[derive(Default)]
 pub struct Lanes {
     map: Mutex<HashMap<Uuid, Arc<Lane>>>,
-    backlog: Arc<std::sync::atomic::AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(10))
+    }
 }
 
 impl Lanes {
+    /// Lanes for requests that time out after `request_timeout`.
+    pub fn new(request_timeout: Duration) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared {
+                backlog: AtomicUsize::new(0),
+                starved: Mutex::new(VecDeque::new()),
+                timeout_ms: request_timeout.as_secs_f64() * 1000.0,
+            }),
+        }
+    }
+
     pub fn get(&self, webhook_id: Uuid) -> Arc<Lane> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(webhook_id)
             .or_insert_with(|| {
                 Arc::new(Lane {
                     webhook_id,
-                    backlog: self.backlog.clone(),
+                    shared: self.shared.clone(),
                     disabled_at: Mutex::new(None),
                     state: Mutex::new(State {
                         in_flight: 0,
@@ -371,15 +467,27 @@ impl Lanes {
                         horizon_ms: 0,
                         progress_at: None,
                         counted: 0,
+                        starved: false,
                     }),
                 })
             })
             .clone()
     }
 
-    /// Attempts waiting in all queues.
+    /// Attempts waiting in all queues that count as the process's backlog.
     pub fn backlog(&self) -> usize {
-        self.backlog.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.backlog.load(Ordering::Relaxed)
+    }
+
+    /// The lanes waiting for a process slot, oldest first; each leaves the list as it is
+    /// returned (it joins again if it still finds no slot).
+    pub fn take_starved(&self, max: usize) -> Vec<Arc<Lane>> {
+        let ids: Vec<Uuid> = {
+            let mut list = self.shared.starved.lock().unwrap_or_else(|e| e.into_inner());
+            let n = list.len().min(max);
+            list.drain(..n).collect()
+        };
+        ids.into_iter().filter_map(|id| self.find(id)).collect()
     }
 
     /// Every lane (the sweeper walks them).
@@ -403,199 +511,5 @@ impl Lanes {
 }
 
 #[cfg(test)]
-mod tests {
-    use hookrelay_shared::webhooks::{Target, Webhook};
-    use time::OffsetDateTime;
-
-    use super::*;
-    use crate::guard::Circuit;
-
-    fn attempt(cap: u32, trigger: Trigger) -> Attempt {
-        let now = OffsetDateTime::now_utc();
-        let webhook = Webhook {
-            id: Uuid::nil(),
-            name: "w".into(),
-            url: "http://127.0.0.1:9/".into(),
-            event_types: vec!["*".into()],
-            enabled: true,
-            retry_policy: None,
-            max_in_flight: cap,
-            rate_limit: None,
-            disabled_reason: None,
-            disabled_at: None,
-            filter: None,
-            headers: Default::default(),
-            signature_scheme: Default::default(),
-            public_key: None,
-            created_at: now,
-            updated_at: now,
-        };
-        let req = AttemptRequest {
-            delivery_id: Uuid::now_v7(),
-            event_id: "evt".into(),
-            event_received_at: now,
-            event_type: "a.b".into(),
-            body: Arc::from("{}"),
-            target: Arc::new(Target {
-                webhook,
-                keys: Default::default(),
-            }),
-            attempt: 1,
-            trigger,
-            delivery_created_at: now,
-        };
-        Attempt::new(req, None)
-    }
-
-    /// Starts one attempt of the lane and ends it after `took`, so the lane knows its pace.
-    fn answered(lane: &Lane, permits: &Arc<Semaphore>, cap: u32, took: Duration) {
-        assert_eq!(
-            lane.offer(attempt(cap, Trigger::Initial), permits, 0).start.len(),
-            1
-        );
-        let _ = lane.release(took, permits, 0, false);
-    }
-
-    #[test]
-    fn a_lane_starts_up_to_its_cap_queues_behind_it_and_moves_on_when_one_ends() {
-        let lanes = Lanes::default();
-        let lane = lanes.get(Uuid::nil());
-        let permits = Arc::new(Semaphore::new(100));
-        let mut started = Vec::new();
-        for _ in 0..3 {
-            let m = lane.offer(attempt(2, Trigger::Initial), &permits, 0);
-            started.extend(m.start);
-            assert!(m.defer.is_empty());
-        }
-        assert_eq!(started.len(), 2, "two start, the third waits");
-        assert_eq!(lane.in_flight(), 2);
-        let m = lane.release(Duration::from_millis(5), &permits, 0, false);
-        assert_eq!(m.start.len(), 1, "the waiting one starts when a slot frees");
-        assert_eq!(lane.in_flight(), 2);
-    }
-
-    #[test]
-    fn without_a_request_in_flight_nothing_waits_it_is_deferred() {
-        let lanes = Lanes::default();
-        let lane = lanes.get(Uuid::nil());
-        // No process slot free: the lane has nothing in flight to move a queue on.
-        let permits = Arc::new(Semaphore::new(0));
-        let m = lane.offer(attempt(32, Trigger::Initial), &permits, 1_000);
-        assert!(m.start.is_empty());
-        assert_eq!(m.defer.len(), 1);
-        assert_eq!(m.defer[0].2, "in_flight");
-        assert!(m.defer[0].1 > 1_000, "deferred to later");
-    }
-
-    #[test]
-    fn a_full_queue_defers_and_spreads_the_deferrals() {
-        let lanes = Lanes::default();
-        let lane = lanes.get(Uuid::nil());
-        let permits = Arc::new(Semaphore::new(100));
-        let cap = 1;
-        // One fast answer: the lane is known to move quickly, so it queues up to its bound.
-        answered(&lane, &permits, cap, Duration::from_millis(5));
-        let first = lane.offer(attempt(cap, Trigger::Initial), &permits, 0);
-        assert_eq!(first.start.len(), 1);
-        let mut deferred = Vec::new();
-        for _ in 0..(queue_cap(cap) + 10) {
-            deferred.extend(lane.offer(attempt(cap, Trigger::Initial), &permits, 0).defer);
-        }
-        assert_eq!(
-            deferred.len(),
-            10,
-            "beyond the queue's bound, attempts are deferred"
-        );
-        let times: Vec<i64> = deferred.iter().map(|d| d.1).collect();
-        assert!(
-            times.windows(2).all(|w| w[1] > w[0]),
-            "each later than the last: {times:?}"
-        );
-    }
-
-    #[test]
-    fn a_slow_lane_queues_only_what_it_sends_within_a_second() {
-        let lanes = Lanes::default();
-        let lane = lanes.get(Uuid::nil());
-        let permits = Arc::new(Semaphore::new(100));
-        // Two requests that took 2 s each: the lane's pace is known to be slow.
-        for _ in 0..2 {
-            answered(&lane, &permits, 1, Duration::from_secs(2));
-        }
-        assert_eq!(
-            lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
-            1
-        );
-        let m = lane.offer(attempt(1, Trigger::Initial), &permits, 0);
-        assert_eq!(m.defer.len(), 1, "it would wait 2 s: deferred at once");
-        assert_eq!(lanes.backlog(), 0);
-    }
-
-    #[test]
-    fn only_a_fast_moving_lanes_queue_counts_in_the_backlog() {
-        let lanes = Lanes::default();
-        let lane = lanes.get(Uuid::nil());
-        let permits = Arc::new(Semaphore::new(100));
-        let cap = 4;
-        let mut started = Vec::new();
-        for _ in 0..20 {
-            let m = lane.offer(attempt(cap, Trigger::Initial), &permits, 0);
-            assert!(m.defer.is_empty(), "queued during its first second");
-            started.extend(m.start);
-        }
-        assert_eq!(started.len(), 4, "its cap in flight");
-        assert_eq!(
-            lanes.backlog(),
-            0,
-            "no answer yet: its queue is its own, it does not pause intake"
-        );
-        let m = lane.release(Duration::from_millis(5), &permits, 0, false);
-        assert_eq!(m.start.len(), 1);
-        assert_eq!(
-            lanes.backlog(),
-            15,
-            "answering fast: its queue is the process's backlog"
-        );
-        let _ = lane.sweep(0);
-        assert_eq!(lanes.backlog(), 15);
-    }
-
-    #[test]
-    fn manual_attempts_wait_rather_than_being_deferred() {
-        let lanes = Lanes::default();
-        let lane = lanes.get(Uuid::nil());
-        let permits = Arc::new(Semaphore::new(0));
-        let m = lane.offer(attempt(1, Trigger::Manual), &permits, 0);
-        assert!(m.start.is_empty() && m.defer.is_empty(), "queued");
-    }
-
-    #[test]
-    fn a_pause_seen_when_a_request_ends_defers_what_waits() {
-        let lanes = Lanes::default();
-        let lane = lanes.get(Uuid::nil());
-        let permits = Arc::new(Semaphore::new(100));
-        // One fast answer first, so the lane queues more than its cap.
-        answered(&lane, &permits, 1, Duration::from_millis(5));
-        assert_eq!(
-            lane.offer(attempt(1, Trigger::Initial), &permits, 0).start.len(),
-            1
-        );
-        for _ in 0..3 {
-            assert!(
-                lane.offer(attempt(1, Trigger::Initial), &permits, 0)
-                    .defer
-                    .is_empty()
-            );
-        }
-        lane.set_view(View {
-            circuit: Circuit::Closed,
-            fails: 0,
-            open_until_ms: 0,
-            pause_until_ms: 5_000,
-        });
-        let m = lane.release(Duration::from_millis(5), &permits, 1_000, false);
-        assert!(m.start.is_empty(), "nothing starts during the pause");
-        assert_eq!(m.defer.len(), 3);
-        assert!(m.defer.iter().all(|d| d.2 == "retry_after" && d.1 == 5_000));
-    }
-}
+#[path = "lanes_tests.rs"]
+mod tests;

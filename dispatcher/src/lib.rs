@@ -20,6 +20,7 @@ pub mod lanes;
 pub mod pace;
 pub mod record;
 pub mod send;
+pub mod slots;
 pub mod targets;
 
 use std::{
@@ -31,7 +32,6 @@ use std::{
 use hookrelay_shared::{Context, amqp};
 use rand::Rng;
 use time::OffsetDateTime;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -40,6 +40,7 @@ use crate::{
     lanes::{Attempt, Lane, Lanes, Moves},
     record::{Plan, Record, RecorderHandle},
     send::{AttemptOutcome, Sender},
+    slots::{Slot, Slots},
     targets::TargetCache,
 };
 
@@ -55,8 +56,8 @@ pub struct Core {
     pub lanes: Lanes,
     /// How much intake may queue ahead of sending ([`pace`]).
     pub pace: pace::Pace,
-    /// One permit per request in flight in this process (`HOOKRELAY_DISPATCH_CONCURRENCY`).
-    pub permits: Arc<Semaphore>,
+    /// One slot per request in flight in this process (`HOOKRELAY_DISPATCH_CONCURRENCY`).
+    pub permits: Slots,
     /// Attempt and job tasks, awaited on shutdown.
     pub tasks: TaskTracker,
     /// Event types known to be in `event_types`, to skip a redundant INSERT.
@@ -177,6 +178,23 @@ impl Core {
                 let moves = lane.sweep(now_ms());
                 self.apply(&lane, moves);
             }
+            // A lost wake-up costs at most one sweep interval.
+            self.pump();
+        }
+    }
+
+    /// Process slots may be free: the lanes that were waiting for one start what they can,
+    /// oldest first.
+    fn pump(self: &Arc<Self>) {
+        if self.permits.available() == 0 {
+            return;
+        }
+        for lane in self.lanes.take_starved(self.permits.available()) {
+            let moves = lane.pump(&self.permits, now_ms());
+            self.apply(&lane, moves);
+            if self.permits.available() == 0 {
+                break;
+            }
         }
     }
 
@@ -216,7 +234,7 @@ impl Core {
     }
 
     /// Sends one started attempt, frees its lane slot, tells the guard, records it.
-    async fn run(self: Arc<Self>, lane: Arc<Lane>, a: Attempt, permit: OwnedSemaphorePermit) {
+    async fn run(self: Arc<Self>, lane: Arc<Lane>, a: Attempt, permit: Slot) {
         if !a.manual() && lane.disabled_for(&a) {
             // Disabled by this process meanwhile: its waiting deliveries were ended already.
             let moves = lane.release(
@@ -227,6 +245,7 @@ impl Core {
             );
             drop(permit);
             self.apply(&lane, moves);
+            self.pump();
             return;
         }
         let m = &self.ctx.metrics;
@@ -258,6 +277,7 @@ impl Core {
         // The slot is held until the record is queued, not until it is committed: the
         // recorder's bounded queue keeps the unrecorded work bounded.
         drop(permit);
+        self.pump();
     }
 
     /// Reports the outcome to the shared guard when it can change something: a failure, a
@@ -365,10 +385,10 @@ impl Dispatcher {
         let core = Arc::new(Core {
             deferrer,
             guard: Guard::new(ctx.clone()),
-            lanes: Lanes::default(),
+            lanes: Lanes::new(ctx.config.request_timeout.0),
             pace: pace::Pace::default(),
             names: amqp::Names::new(&ctx.config.namespace),
-            permits: Arc::new(Semaphore::new(ctx.config.dispatch_concurrency)),
+            permits: Slots::new(ctx.config.dispatch_concurrency),
             ctx,
             cache,
             sender,

@@ -292,11 +292,28 @@ async fn retention_loop(ctx: Context, every: Duration, shutdown: CancellationTok
 pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
     let opts = Options::for_config(&ctx.config);
     let mut delay = Duration::from_millis(200);
+    let mut warned: Option<std::time::Instant> = None;
     let scheduler = loop {
         match Scheduler::build(ctx.clone(), opts.clone()).await {
-            Ok(s) => break s,
+            Ok(s) => {
+                if warned.is_some() {
+                    tracing::info!("scheduler reached Redis");
+                }
+                break s;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "scheduler cannot reach Redis yet; retrying");
+                // Said once (then once a minute), with the address and the fix, never the
+                // password: the retries every few seconds would otherwise flood the log.
+                let why = match hookrelay_shared::startup::explain(&e, &ctx.config) {
+                    Some(unreachable) => unreachable.to_string(),
+                    None => format!("cannot start with Redis: {e}"),
+                };
+                if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    tracing::warn!("scheduler: {why} Retrying until it is reachable.");
+                    warned = Some(std::time::Instant::now());
+                } else {
+                    tracing::debug!("scheduler: {why}");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(delay) => {}

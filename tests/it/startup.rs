@@ -201,7 +201,50 @@ async fn an_unreachable_service_is_said_once_with_its_address_and_the_fix_and_no
         "mq-s3cret",
     );
 
-    // Redis is not in this test: a scheduler retries Redis at start instead of failing.
+    // Redis is not in this test: a scheduler retries Redis at start instead of failing (the
+    // next test).
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_scheduler_without_redis_says_so_once_with_the_address_and_the_fix_and_keeps_trying() {
+    let env = TestEnv::new().await;
+    let port = closed_port();
+    let mut config = env.config.clone();
+    config.redis_url = format!("redis://:rd-s3cret@127.0.0.1:{port}/0");
+    let mut cmd = command(&config, &["scheduler"]);
+    cmd.env("RUST_LOG", "info")
+        .env("HOOKRELAY_LOG_FORMAT", "text")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = Running(cmd.spawn().expect("hookrelay starts"));
+    let stdout = child.0.stdout.take().expect("stdout");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    // Its retries start at 200 ms and double: several fail within four seconds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        child.0.try_wait().expect("status").is_none(),
+        "it keeps trying rather than exiting"
+    );
+    drop(child);
+    let out = lines.lock().expect("lines").join("\n");
+    let said: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("cannot reach Redis"))
+        .collect();
+    assert_eq!(said.len(), 1, "said once, not at every retry: {out}");
+    let line = said[0];
+    assert!(line.contains(&format!("at 127.0.0.1:{port}: ")), "{line}");
+    assert_eq!(line.to_lowercase().matches("refused").count(), 1, "the cause once: {line}");
+    assert!(line.contains("bash scripts/services.sh"), "{line}");
+    assert!(line.contains("HOOKRELAY_REDIS_URL"), "{line}");
+    assert!(!out.contains("rd-s3cret"), "no password: {out}");
     env.cleanup().await;
 }
 

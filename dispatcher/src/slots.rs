@@ -1,0 +1,98 @@
+//! The process's request slots (`HOOKRELAY_DISPATCH_CONCURRENCY`), and the share of them that
+//! endpoints not known to be fast may hold.
+//!
+//! A lane is *trusted* while its endpoint answers fast ([`crate::lanes`] decides). Any other
+//! lane — a new endpoint with no answer yet, a slow one, one whose requests hang — needs a
+//! second permit from the untrusted pool, three quarters of the slots. So however many black
+//! holes a process meets, a quarter of its slots stay for the endpoints that answer, and a
+//! healthy endpoint is never stuck behind them. A lane with nothing in flight may always start
+//! one request without the untrusted pool: that is how a new healthy endpoint gets its first
+//! answer, and becomes trusted, while black holes hold the pool.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The slots of one process.
+#[derive(Clone)]
+pub struct Slots {
+    all: Arc<Semaphore>,
+    untrusted: Arc<Semaphore>,
+}
+
+/// One request's slot: held while the request is made and its record handed over.
+pub struct Slot {
+    _all: OwnedSemaphorePermit,
+    _untrusted: Option<OwnedSemaphorePermit>,
+}
+
+impl Slots {
+    /// `n` slots (at least one), three quarters of them open to untrusted lanes.
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        Self {
+            all: Arc::new(Semaphore::new(n)),
+            untrusted: Arc::new(Semaphore::new((n / 4).saturating_mul(3).max(1))),
+        }
+    }
+
+    /// Slots free now.
+    pub fn available(&self) -> usize {
+        self.all.available_permits()
+    }
+
+    /// A slot for a lane that is `trusted` (answers fast) or not; `alone` when the lane has
+    /// nothing in flight (it may then go without the untrusted pool).
+    pub fn try_take(&self, trusted: bool, alone: bool) -> Option<Slot> {
+        if trusted {
+            let all = self.all.clone().try_acquire_owned().ok()?;
+            return Some(Slot {
+                _all: all,
+                _untrusted: None,
+            });
+        }
+        let untrusted = self.untrusted.clone().try_acquire_owned().ok();
+        if untrusted.is_none() && !alone {
+            return None;
+        }
+        let all = self.all.clone().try_acquire_owned().ok()?;
+        Some(Slot {
+            _all: all,
+            _untrusted: untrusted,
+        })
+    }
+
+    /// Holds `n` slots without a request (tests: a process whose slots are all taken).
+    pub fn hold(&self, n: u32) -> Option<OwnedSemaphorePermit> {
+        self.all.clone().try_acquire_many_owned(n).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_lanes_hold_at_most_three_quarters_and_a_lone_one_still_gets_one() {
+        let slots = Slots::new(8);
+        let held: Vec<Slot> = std::iter::from_fn(|| slots.try_take(false, false)).collect();
+        assert_eq!(held.len(), 6, "three quarters of 8");
+        assert!(slots.try_take(false, false).is_none());
+        let lone = slots.try_take(false, true);
+        assert!(lone.is_some(), "a lane with nothing in flight still starts one");
+        assert!(slots.try_take(true, false).is_some(), "the last slot is a trusted lane's");
+        assert!(slots.try_take(true, false).is_none(), "all 8 taken");
+        drop(held);
+        assert_eq!(slots.available(), 6);
+    }
+
+    #[test]
+    fn one_slot_is_still_a_working_process() {
+        let slots = Slots::new(1);
+        let s = slots.try_take(false, true);
+        assert!(s.is_some());
+        assert!(slots.try_take(true, true).is_none());
+        drop(s);
+        assert!(slots.try_take(true, false).is_some());
+    }
+}
