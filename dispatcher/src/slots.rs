@@ -80,10 +80,13 @@ mod tests {
         assert!(slots.try_take(false, false).is_none());
         let lone = slots.try_take(false, true);
         assert!(lone.is_some(), "a lane with nothing in flight still starts one");
-        assert!(slots.try_take(true, false).is_some(), "the last slot is a trusted lane's");
+        let trusted = slots.try_take(true, false);
+        assert!(trusted.is_some(), "the last slot is a trusted lane's");
         assert!(slots.try_take(true, false).is_none(), "all 8 taken");
         drop(held);
         assert_eq!(slots.available(), 6);
+        drop((lone, trusted));
+        assert_eq!(slots.available(), 8);
     }
 
     #[test]

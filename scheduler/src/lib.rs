@@ -97,6 +97,13 @@ impl Scheduler {
     pub async fn build(ctx: Context, opts: Options) -> anyhow::Result<Self> {
         let client = redis::Client::open(ctx.config.redis_url.as_str())
             .map_err(|e| anyhow::anyhow!("HOOKRELAY_REDIS_URL: {e}"))?;
+        // One plain connection first: it fails at once when Redis is unreachable, where the
+        // manager would retry on its own for seconds before saying anything.
+        match tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => anyhow::bail!("Redis did not answer within 2 s"),
+        }
         let redis = ConnectionManager::new(client).await?;
         let publisher = publisher::Publisher::new(&ctx.config.amqp_url, Names::new(&ctx.config.namespace));
         Ok(Self {
