@@ -11,7 +11,8 @@ cargo test --workspace --all-features "$@"
 if [ $# -eq 0 ]; then
   # A fault test that failed hard may leave a service stopped: bring everything back after.
   status=0
-  cargo test --all-features --test faults -- --ignored --test-threads=1 || status=$?
+  # --workspace as above, so features resolve the same and the main run's build is reused.
+  cargo test --workspace --all-features --test faults -- --ignored --test-threads=1 || status=$?
   bash scripts/services.sh >/dev/null
   exit $status
 fi

@@ -110,7 +110,7 @@ pub enum DeadQueue {
 /// Declares `{ns}.events.dead` with its bound, on a channel of its own: a queue declared
 /// before the bound existed makes the broker refuse the redeclaration and close the channel,
 /// which must not take the caller's channel down. That case is logged with the fix (a policy,
-/// see docs/readme/operations.md) and is not an error.
+/// see docs/operations.md) and is not an error.
 pub async fn declare_dead_queue(conn: &Connection, names: &Names) -> lapin::Result<DeadQueue> {
     let ch = conn.create_channel().await?;
     let durable = QueueDeclareOptions {
