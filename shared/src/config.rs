@@ -110,7 +110,20 @@ impl Config {
     /// Loads defaults, then `HOOKRELAY_CONFIG` (a TOML file) if set, then `HOOKRELAY_*` env.
     pub fn load() -> Result<Self, ConfigError> {
         let file = std::env::var_os("HOOKRELAY_CONFIG").map(PathBuf::from);
-        Self::load_from(file, Env::prefixed("HOOKRELAY_").ignore(&["config"]))
+        Self::load_from(file, Self::env())
+    }
+
+    /// The `HOOKRELAY_*` variables that are configuration: all but those read by others —
+    /// `HOOKRELAY_CONFIG` (the file), `HOOKRELAY_LISTEN_SECRET` (`hookrelay listen --secret`),
+    /// `HOOKRELAY_TEST_DATABASE_URL` (the tests' server) and `HOOKRELAY_BENCH_DATABASE_URL` (the
+    /// log benchmark). Any other unknown one is refused.
+    pub fn env() -> Env {
+        Env::prefixed("HOOKRELAY_").ignore(&[
+            "config",
+            "listen_secret",
+            "test_database_url",
+            "bench_database_url",
+        ])
     }
 
     /// Loads from an explicit file and env provider (tests use a scoped env).
@@ -331,7 +344,7 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let owned: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let env = Env::prefixed("HOOKRELAY_").ignore(&["config"]);
+        let env = Config::env();
         // figment::Env reads the real environment; jail it.
         let mut result = None;
         figment::Jail::expect_with(|jail| {
@@ -358,6 +371,17 @@ mod tests {
                 window: Duration::from_secs(1800)
             }
         );
+    }
+
+    #[test]
+    fn the_variables_other_readers_own_are_not_refused_any_other_unknown_one_is() {
+        let c = load(&[
+            ("HOOKRELAY_LISTEN_SECRET", "whsec_x"),
+            ("HOOKRELAY_TEST_DATABASE_URL", "postgres://127.0.0.1:5432"),
+        ]);
+        assert!(c.is_ok(), "{c:?}");
+        let e = load(&[("HOOKRELAY_LISTEN_SECRETS", "x")]).expect_err("a typo is refused");
+        assert!(e.to_string().contains("HOOKRELAY_LISTEN_SECRETS"), "{e}");
     }
 
     #[test]
