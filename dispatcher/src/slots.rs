@@ -3,11 +3,12 @@
 //!
 //! A lane is *trusted* while its endpoint answers fast ([`crate::lanes`] decides). Any other
 //! lane — a new endpoint with no answer yet, a slow one, one whose requests hang — needs a
-//! second permit from the untrusted pool, three quarters of the slots. So however many black
-//! holes a process meets, a quarter of its slots stay for the endpoints that answer, and a
-//! healthy endpoint is never stuck behind them. A lane with nothing in flight may always start
-//! one request without the untrusted pool: that is how a new healthy endpoint gets its first
-//! answer, and becomes trusted, while black holes hold the pool.
+//! second permit from the untrusted pool, three quarters of the slots. A lane with nothing in
+//! flight may start one request without the untrusted pool, as long as an eighth of the slots
+//! stays free: that is how a new healthy endpoint gets its first answer, and becomes trusted,
+//! while black holes hold the pool. So however many black holes a process meets, at least an
+//! eighth of its slots stay for the endpoints known to answer, and a healthy endpoint is never
+//! stuck behind them.
 
 use std::sync::Arc;
 
@@ -18,6 +19,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Slots {
     all: Arc<Semaphore>,
     untrusted: Arc<Semaphore>,
+    /// Slots a lone untrusted request may not take: an eighth, kept for trusted lanes however
+    /// many lanes are new at once.
+    reserve: usize,
 }
 
 /// One request's slot: held while the request is made and its record handed over.
@@ -33,6 +37,7 @@ impl Slots {
         Self {
             all: Arc::new(Semaphore::new(n)),
             untrusted: Arc::new(Semaphore::new((n / 4).saturating_mul(3).max(1))),
+            reserve: n / 8,
         }
     }
 
@@ -52,7 +57,7 @@ impl Slots {
             });
         }
         let untrusted = self.untrusted.clone().try_acquire_owned().ok();
-        if untrusted.is_none() && !alone {
+        if untrusted.is_none() && !(alone && self.all.available_permits() > self.reserve) {
             return None;
         }
         let all = self.all.clone().try_acquire_owned().ok()?;
@@ -87,6 +92,19 @@ mod tests {
         assert_eq!(slots.available(), 6);
         drop((lone, trusted));
         assert_eq!(slots.available(), 8);
+    }
+
+    #[test]
+    fn lone_untrusted_requests_leave_an_eighth_for_trusted_lanes() {
+        let slots = Slots::new(16);
+        let mut held = Vec::new();
+        // Many new lanes at once, each with nothing in flight.
+        while let Some(s) = slots.try_take(false, true) {
+            held.push(s);
+        }
+        assert_eq!(held.len(), 14, "12 from the untrusted pool, 2 alone; 2 kept");
+        let trusted: Vec<Slot> = std::iter::from_fn(|| slots.try_take(true, false)).collect();
+        assert_eq!(trusted.len(), 2, "the eighth kept for lanes that answer fast");
     }
 
     #[test]

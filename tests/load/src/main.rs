@@ -126,8 +126,8 @@ async fn black_hole() -> anyhow::Result<std::net::SocketAddr> {
 #[derive(Default)]
 struct Stats {
     arrivals: AtomicU64,
-    /// Publish → first attempt arrival, in microseconds.
-    latencies_us: Mutex<Vec<u64>>,
+    /// When each event was published and its publish → first attempt arrival, in microseconds.
+    latencies_us: Mutex<Vec<(u64, u64)>>,
 }
 
 fn now_us() -> u64 {
@@ -142,7 +142,7 @@ async fn receive(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Byte
         && let Some(sent) = v["data"]["sent_at_us"].as_u64()
         && let Ok(mut l) = stats.latencies_us.lock()
     {
-        l.push(at.saturating_sub(sent));
+        l.push((sent, at.saturating_sub(sent)));
     }
     "ok"
 }
@@ -154,6 +154,27 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
+}
+
+/// The three seconds of publishing whose events waited longest for their first attempt, as
+/// `+S s: MAX ms (N > 100 ms)`: where a latency spike sits in the run.
+fn slowest_seconds(pairs: &[(u64, u64)]) -> String {
+    let Some(start) = pairs.iter().map(|p| p.0).min() else {
+        return String::new();
+    };
+    let mut by_sec: std::collections::BTreeMap<u64, (u64, usize)> = Default::default();
+    for &(sent, lat) in pairs {
+        let e = by_sec.entry((sent - start) / 1_000_000).or_default();
+        e.0 = e.0.max(lat);
+        e.1 += usize::from(lat > 100_000);
+    }
+    let mut secs: Vec<_> = by_sec.into_iter().collect();
+    secs.sort_by_key(|(_, (max, _))| std::cmp::Reverse(*max));
+    secs.iter()
+        .take(3)
+        .map(|(s, (max, over))| format!("+{s} s: {:.0} ms ({over} > 100 ms)", *max as f64 / 1000.0))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -474,7 +495,9 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
         (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => Some((n1 - n0) as f64 / (t1 - t0)),
         _ => None,
     };
-    let mut lat = stats.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+    let pairs = stats.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+    let slowest = slowest_seconds(&pairs);
+    let mut lat: Vec<u64> = pairs.iter().map(|p| p.1).collect();
     lat.sort_unstable();
     println!(
         "events published:      {} in {publish_secs:.1} s = {:.0} events/s",
@@ -495,6 +518,9 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
         percentile(&lat, 1.0),
         lat.len()
     );
+    if !slowest.is_empty() {
+        println!("slowest seconds:       {slowest} (second of publishing: worst latency, events over 100 ms)");
+    }
     println!(
         "request time:          avg {:.1} ms, p50 {:.1} ms, p99 {:.1} ms (as the dispatcher measured it)",
         request_ms.0.unwrap_or(f64::NAN),
