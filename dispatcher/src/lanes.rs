@@ -479,15 +479,26 @@ impl Lanes {
         self.shared.backlog.load(Ordering::Relaxed)
     }
 
-    /// The lanes waiting for a process slot, oldest first; each leaves the list as it is
-    /// returned (it joins again if it still finds no slot).
-    pub fn take_starved(&self, max: usize) -> Vec<Arc<Lane>> {
-        let ids: Vec<Uuid> = {
-            let mut list = self.shared.starved.lock().unwrap_or_else(|e| e.into_inner());
-            let n = list.len().min(max);
-            list.drain(..n).collect()
-        };
-        ids.into_iter().filter_map(|id| self.find(id)).collect()
+    /// How many lanes wait for a process slot.
+    pub fn starved_len(&self) -> usize {
+        self.shared.starved.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The lane that has waited longest for a process slot. It leaves the list; the caller
+    /// must [`Lane::pump`] it (which lists it again if it still finds no slot), or it would
+    /// never be listed again.
+    pub fn next_starved(&self) -> Option<Arc<Lane>> {
+        loop {
+            let id = self
+                .shared
+                .starved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front()?;
+            if let Some(lane) = self.find(id) {
+                return Some(lane);
+            }
+        }
     }
 
     /// Every lane (the sweeper walks them).

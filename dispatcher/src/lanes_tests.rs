@@ -78,13 +78,18 @@ fn out_of_process_slots_a_lane_waits_and_a_freed_slot_starts_it() {
     let held = permits.hold(1);
     let m = lane.offer(attempt(32, Trigger::Initial), &permits, 1_000);
     assert!(m.start.is_empty() && m.defer.is_empty(), "it waits, it is not deferred");
-    let starved = lanes.take_starved(10);
-    assert_eq!(starved.len(), 1, "the lane waits for a process slot");
-    assert!(lanes.take_starved(10).is_empty(), "listed once");
+    let m = lane.offer(attempt(32, Trigger::Initial), &permits, 1_000);
+    assert!(m.start.is_empty() && m.defer.is_empty());
+    assert_eq!(lanes.starved_len(), 1, "the lane waits for a process slot, listed once");
+    let starved = lanes.next_starved().expect("listed");
+    // Pumped while still out of slots: it lists itself again.
+    assert!(starved.pump(&permits, 1_000).start.is_empty());
+    assert_eq!(lanes.starved_len(), 1);
+    let starved = lanes.next_starved().expect("listed");
     drop(held);
-    let m = starved[0].pump(&permits, 1_000);
-    assert_eq!(m.start.len(), 1, "a freed slot starts it");
-    assert!(lanes.take_starved(10).is_empty(), "nothing waits any more");
+    let m = starved.pump(&permits, 1_000);
+    assert_eq!(m.start.len(), 1, "a freed slot starts the first");
+    assert_eq!(lanes.starved_len(), 1, "the second waits (one slot)");
 }
 
 /// Makes everything in the lane's queue look as if it had waited `secs`.

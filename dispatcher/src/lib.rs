@@ -186,15 +186,16 @@ impl Core {
     /// Process slots may be free: the lanes that were waiting for one start what they can,
     /// oldest first.
     fn pump(self: &Arc<Self>) {
-        if self.permits.available() == 0 {
-            return;
-        }
-        for lane in self.lanes.take_starved(self.permits.available()) {
+        // Each lane at most once: one that still finds no slot joins the list again.
+        for _ in 0..self.lanes.starved_len() {
+            if self.permits.available() == 0 {
+                return;
+            }
+            let Some(lane) = self.lanes.next_starved() else {
+                return;
+            };
             let moves = lane.pump(&self.permits, now_ms());
             self.apply(&lane, moves);
-            if self.permits.available() == 0 {
-                break;
-            }
         }
     }
 
@@ -234,7 +235,7 @@ impl Core {
     }
 
     /// Sends one started attempt, frees its lane slot, tells the guard, records it.
-    async fn run(self: Arc<Self>, lane: Arc<Lane>, a: Attempt, permit: Slot) {
+    async fn run(self: Arc<Self>, lane: Arc<Lane>, a: Attempt, mut permit: Slot) {
         if !a.manual() && lane.disabled_for(&a) {
             // Disabled by this process meanwhile: its waiting deliveries were ended already.
             let moves = lane.release(
@@ -250,7 +251,20 @@ impl Core {
         }
         let m = &self.ctx.metrics;
         m.deliveries_in_flight.inc();
-        let out = self.sender.send(&a.req).await;
+        let out = {
+            let send = self.sender.send(&a.req);
+            tokio::pin!(send);
+            tokio::select! {
+                out = &mut send => out,
+                _ = tokio::time::sleep(slots::HANG) => {
+                    // Still no answer: wait without a process slot (others may use it).
+                    if permit.hang(&self.permits) {
+                        self.pump();
+                    }
+                    send.await
+                }
+            }
+        };
         m.deliveries_in_flight.dec();
         self.pace.completed();
         tracing::debug!(delivery_id = %a.req.delivery_id, webhook_id = %a.req.target.webhook.id,

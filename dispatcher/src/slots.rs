@@ -10,7 +10,7 @@
 //! eighth of its slots stay for the endpoints known to answer, and a healthy endpoint is never
 //! stuck behind them.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -19,15 +19,40 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Slots {
     all: Arc<Semaphore>,
     untrusted: Arc<Semaphore>,
+    /// Requests that hung past [`HANG`] and gave their slot back (as many as there are slots).
+    hanging: Arc<Semaphore>,
     /// Slots a lone untrusted request may not take: an eighth, kept for trusted lanes however
     /// many lanes are new at once.
     reserve: usize,
 }
 
+/// How long a request may hold a slot while its endpoint says nothing. After that it waits
+/// without one (in the hanging budget, if there is room), so endpoints that hang — however
+/// many — hold the process's slots for a second, not for the request timeout. Its webhook's
+/// `max_in_flight` still counts it.
+pub const HANG: Duration = Duration::from_millis(250);
+
 /// One request's slot: held while the request is made and its record handed over.
 pub struct Slot {
-    _all: OwnedSemaphorePermit,
+    _all: Option<OwnedSemaphorePermit>,
     _untrusted: Option<OwnedSemaphorePermit>,
+    _hanging: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    /// The request has hung for [`HANG`]: trades its slot for a place in the hanging budget if
+    /// there is one (true: a slot was freed).
+    pub fn hang(&mut self, slots: &Slots) -> bool {
+        match slots.hanging.clone().try_acquire_owned() {
+            Ok(h) => {
+                self._hanging = Some(h);
+                self._all = None;
+                self._untrusted = None;
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 impl Slots {
@@ -37,6 +62,7 @@ impl Slots {
         Self {
             all: Arc::new(Semaphore::new(n)),
             untrusted: Arc::new(Semaphore::new((n / 4).saturating_mul(3).max(1))),
+            hanging: Arc::new(Semaphore::new(n)),
             reserve: n / 8,
         }
     }
@@ -52,8 +78,9 @@ impl Slots {
         if trusted {
             let all = self.all.clone().try_acquire_owned().ok()?;
             return Some(Slot {
-                _all: all,
+                _all: Some(all),
                 _untrusted: None,
+                _hanging: None,
             });
         }
         let untrusted = self.untrusted.clone().try_acquire_owned().ok();
@@ -62,8 +89,9 @@ impl Slots {
         }
         let all = self.all.clone().try_acquire_owned().ok()?;
         Some(Slot {
-            _all: all,
+            _all: Some(all),
             _untrusted: untrusted,
+            _hanging: None,
         })
     }
 
@@ -105,6 +133,23 @@ mod tests {
         assert_eq!(held.len(), 14, "12 from the untrusted pool, 2 alone; 2 kept");
         let trusted: Vec<Slot> = std::iter::from_fn(|| slots.try_take(true, false)).collect();
         assert_eq!(trusted.len(), 2, "the eighth kept for lanes that answer fast");
+    }
+
+    #[test]
+    fn a_hanging_request_gives_its_slot_back_while_the_budget_lasts() {
+        let slots = Slots::new(2);
+        let mut a = slots.try_take(true, true).expect("a");
+        let mut b = slots.try_take(true, true).expect("b");
+        assert_eq!(slots.available(), 0);
+        assert!(a.hang(&slots) && b.hang(&slots));
+        assert_eq!(slots.available(), 2, "both slots free again");
+        let mut c = slots.try_take(true, true).expect("c");
+        let _d = slots.try_take(true, true).expect("d");
+        assert!(!c.hang(&slots), "the hanging budget (one per slot) is full");
+        assert_eq!(slots.available(), 0);
+        drop(a);
+        assert!(c.hang(&slots));
+        assert_eq!(slots.available(), 1);
     }
 
     #[test]
