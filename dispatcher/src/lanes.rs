@@ -275,6 +275,8 @@ impl Lane {
     fn expire(&self, st: &mut State, now_ms: i64, moves: &mut Moves) {
         let now = Instant::now();
         while st.queue.front().is_some_and(|(q, t)| st.expired(q, *t, now)) {
+            tracing::trace!(webhook_id = %self.webhook_id, avg_ms = st.avg_ms, in_flight = st.in_flight,
+                queued = st.queue.len(), "waited too long in the lane: deferred");
             if let Some((q, _)) = st.queue.pop_front() {
                 let at = st.in_flight_deferral(now_ms, q.cap(), self.shared.timeout_ms);
                 moves.defer.push((q, at, "in_flight"));
@@ -324,6 +326,8 @@ impl Lane {
                 self.starve(st);
             }
         } else {
+            tracing::trace!(webhook_id = %self.webhook_id, avg_ms = st.avg_ms, in_flight = st.in_flight,
+                queued = st.queue.len(), soon, moving, "lane full: deferred");
             let at = st.in_flight_deferral(now_ms, a.cap(), self.shared.timeout_ms);
             moves.defer.push((a, at, "in_flight"));
         }
