@@ -485,7 +485,11 @@ impl Lanes {
 
     /// How many lanes wait for a process slot.
     pub fn starved_len(&self) -> usize {
-        self.shared.starved.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.shared
+            .starved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// The lane that has waited longest for a process slot. It leaves the list; the caller

@@ -77,10 +77,17 @@ fn out_of_process_slots_a_lane_waits_and_a_freed_slot_starts_it() {
     let permits = Slots::new(1);
     let held = permits.hold(1);
     let m = lane.offer(attempt(32, Trigger::Initial), &permits, 1_000);
-    assert!(m.start.is_empty() && m.defer.is_empty(), "it waits, it is not deferred");
+    assert!(
+        m.start.is_empty() && m.defer.is_empty(),
+        "it waits, it is not deferred"
+    );
     let m = lane.offer(attempt(32, Trigger::Initial), &permits, 1_000);
     assert!(m.start.is_empty() && m.defer.is_empty());
-    assert_eq!(lanes.starved_len(), 1, "the lane waits for a process slot, listed once");
+    assert_eq!(
+        lanes.starved_len(),
+        1,
+        "the lane waits for a process slot, listed once"
+    );
     let starved = lanes.next_starved().expect("listed");
     // Pumped while still out of slots: it lists itself again.
     assert!(starved.pump(&permits, 1_000).start.is_empty());
@@ -114,7 +121,11 @@ fn a_fast_lane_waiting_for_the_process_is_never_deferred_an_unknown_one_is() {
         assert!(m.start.is_empty() && m.defer.is_empty(), "both wait for a slot");
         age_queue(lane, 2);
     }
-    assert_eq!(lanes.backlog(), 1, "the fast lane's wait is the process's backlog");
+    assert_eq!(
+        lanes.backlog(),
+        1,
+        "the fast lane's wait is the process's backlog"
+    );
     assert!(
         fast.sweep(0).defer.is_empty(),
         "the process, not its endpoint, holds it back: it waits (intake pauses meanwhile)"
@@ -138,7 +149,9 @@ fn a_lane_whose_requests_hang_defers_by_how_long_they_have_hung() {
     let cap = 2;
     for _ in 0..cap {
         assert_eq!(
-            lane.offer(attempt(cap, Trigger::Initial), &permits, 0).start.len(),
+            lane.offer(attempt(cap, Trigger::Initial), &permits, 0)
+                .start
+                .len(),
             1
         );
     }
@@ -163,7 +176,10 @@ fn a_lane_whose_requests_hang_defers_by_how_long_they_have_hung() {
     let other = lanes.get(Uuid::from_u128(9));
     for _ in 0..cap {
         assert_eq!(
-            other.offer(attempt(cap, Trigger::Initial), &permits, 0).start.len(),
+            other
+                .offer(attempt(cap, Trigger::Initial), &permits, 0)
+                .start
+                .len(),
             1
         );
     }

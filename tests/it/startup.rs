@@ -234,14 +234,15 @@ async fn a_scheduler_without_redis_says_so_once_with_the_address_and_the_fix_and
     );
     drop(child);
     let out = lines.lock().expect("lines").join("\n");
-    let said: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains("cannot reach Redis"))
-        .collect();
+    let said: Vec<&str> = out.lines().filter(|l| l.contains("cannot reach Redis")).collect();
     assert_eq!(said.len(), 1, "said once, not at every retry: {out}");
     let line = said[0];
     assert!(line.contains(&format!("at 127.0.0.1:{port}: ")), "{line}");
-    assert_eq!(line.to_lowercase().matches("refused").count(), 1, "the cause once: {line}");
+    assert_eq!(
+        line.to_lowercase().matches("refused").count(),
+        1,
+        "the cause once: {line}"
+    );
     assert!(line.contains("bash scripts/services.sh"), "{line}");
     assert!(line.contains("HOOKRELAY_REDIS_URL"), "{line}");
     assert!(!out.contains("rd-s3cret"), "no password: {out}");

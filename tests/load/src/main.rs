@@ -519,7 +519,9 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
         lat.len()
     );
     if !slowest.is_empty() {
-        println!("slowest seconds:       {slowest} (second of publishing: worst latency, events over 100 ms)");
+        println!(
+            "slowest seconds:       {slowest} (second of publishing: worst latency, events over 100 ms)"
+        );
     }
     println!(
         "request time:          avg {:.1} ms, p50 {:.1} ms, p99 {:.1} ms (as the dispatcher measured it)",
