@@ -292,15 +292,16 @@ impl Lane {
             self.drain(st, permits, now_ms, &mut moves);
         }
         let below_cap = st.in_flight < a.cap();
-        if below_cap && st.queue.is_empty() {
-            if let Some(p) = Self::take_slot(st, permits) {
-                st.in_flight += 1;
-                if st.progress_at.is_none() {
-                    st.progress_at = Some(now);
-                }
-                moves.start.push((a, p));
-                return moves;
+        if below_cap
+            && st.queue.is_empty()
+            && let Some(p) = Self::take_slot(st, permits)
+        {
+            st.in_flight += 1;
+            if st.progress_at.is_none() {
+                st.progress_at = Some(now);
             }
+            moves.start.push((a, p));
+            return moves;
         }
         // Stale attempts at the front are deferred now rather than when a slot frees.
         self.expire(st, now_ms, &mut moves);
