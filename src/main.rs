@@ -1,7 +1,7 @@
 //! `hookrelay`: one binary for every component and the admin commands. Thin: it parses
 //! arguments, loads the config and wires the component crates together.
 
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -163,11 +163,11 @@ fn main() -> ExitCode {
 async fn context(config: Config, pool_size: u32) -> anyhow::Result<Context> {
     db::prepare(&config).await.context("PostgreSQL")?;
     let db = db::connect(&config, pool_size).await.context("PostgreSQL")?;
-    Ok(Context {
-        config: Arc::new(config),
-        db,
-        metrics: Metrics::new(),
-    })
+    let ctx = Context::new(config, db, Metrics::new());
+    // The stored settings in force from the first event on (not the env values until the
+    // first background refresh).
+    ctx.settings.refresh().await.context("PostgreSQL settings")?;
+    Ok(ctx)
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
@@ -257,11 +257,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         Command::Listen { addr, secret, status } => listen::run(addr, secret, status).await,
         Command::Purge => {
             let pool = db::migrate(&config).await.context("PostgreSQL")?;
-            let ctx = Context {
-                config: Arc::new(config),
-                db: pool,
-                metrics: Metrics::new(),
-            };
+            let ctx = Context::new(config, pool, Metrics::new());
             let report = hookrelay_scheduler::purge_once(&ctx).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
