@@ -17,6 +17,7 @@ use hookrelay_shared::{
 use tokio_util::sync::CancellationToken;
 
 mod listen;
+mod manage;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +51,16 @@ enum Command {
     Webhooks {
         #[command(subcommand)]
         command: WebhooksCommand,
+    },
+    /// Read the delivery log and retry deliveries.
+    Deliveries {
+        #[command(subcommand)]
+        command: manage::DeliveriesCommand,
+    },
+    /// Show or change the data retention and the default retry policy.
+    Settings {
+        #[command(subcommand)]
+        command: manage::SettingsCommand,
     },
     /// Publish one event to the events exchange.
     Publish {
@@ -120,6 +131,8 @@ enum WebhooksCommand {
         #[arg(long, value_name = "SCHEME")]
         signature_scheme: Option<String>,
     },
+    #[command(flatten)]
+    Manage(manage::WebhooksManage),
 }
 
 /// mimalloc instead of glibc malloc: the dispatcher allocates per request and per record, and
@@ -253,6 +266,14 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Tokens { command } => tokens_command(command, &config).await,
         Command::Webhooks { command } => webhooks_command(command, &config).await,
+        Command::Deliveries { command } => {
+            let pool = db::migrate(&config).await.context("PostgreSQL")?;
+            manage::deliveries(command, &config, &pool).await
+        }
+        Command::Settings { command } => {
+            let pool = db::migrate(&config).await.context("PostgreSQL")?;
+            manage::settings_command(command, &config, &pool).await
+        }
         Command::Publish { event_type, data, id } => publish(&config, event_type, data, id).await,
         Command::Listen { addr, secret, status } => listen::run(addr, secret, status).await,
         Command::Purge => {
@@ -345,6 +366,7 @@ async fn tokens_command(command: TokensCommand, config: &Config) -> anyhow::Resu
 async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::Result<()> {
     let pool = db::migrate(config).await.context("PostgreSQL")?;
     match command {
+        WebhooksCommand::Manage(command) => manage::webhooks(command, config, &pool).await?,
         WebhooksCommand::Create {
             name,
             url,

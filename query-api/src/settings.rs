@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use axum::{Json, extract::State};
 use hookrelay_shared::{
-    activity,
     duration::{format_duration, parse_duration},
     event::rfc3339,
     retry::RetryPolicySpec,
-    settings::{self, Settings, Stored},
+    settings::{self, Change, Settings, Stored},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -110,13 +109,6 @@ pub async fn get(State(state): State<AppState>, _auth: Auth<Admin>) -> AppResult
     Ok(Json(out(&state.ctx.config, stored.as_ref())))
 }
 
-/// What a body says about one field: absent, `null`, or a value.
-enum Change<T> {
-    Keep,
-    Reset,
-    Set(T),
-}
-
 fn parse_body(body: &serde_json::Value) -> AppResult<(Change<Duration>, Change<RetryPolicySpec>)> {
     let bad = |d: String| AppError::unprocessable(d);
     let obj = body
@@ -180,52 +172,13 @@ pub async fn update(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> AppResult<Json<SettingsOut>> {
     let (retention, retry) = parse_body(&body)?;
-    let config = &state.ctx.config;
-    let mut tx = state.ctx.db.begin().await?;
-    // One change at a time, so two owners' changes can't interleave between read and write.
-    sqlx::query("SELECT pg_advisory_xact_lock(7236828393961276275)")
-        .execute(&mut *tx)
-        .await?;
-    let before = settings::load(&mut *tx).await?;
-    let prev = before.clone().unwrap_or_default();
-    let new_retention = match retention {
-        Change::Keep => prev.retention,
-        Change::Reset => None,
-        Change::Set(d) => Some(d),
-    };
-    let new_retry = match retry {
-        Change::Keep => prev.retry.clone(),
-        Change::Reset => None,
-        Change::Set(s) => Some(s),
-    };
-    // The policy in force afterwards is checked against the retention in force afterwards
-    // (also when only the retention changed).
-    let effective_retention = new_retention.unwrap_or(config.retention.0);
-    match &new_retry {
-        Some(spec) => settings::validate_retry(spec, effective_retention).map_err(AppError::unprocessable)?,
-        None => settings::validate_retry(&settings::spec_of(&config.retry_policy()), effective_retention)
-            .map_err(|e| {
-                AppError::unprocessable(format!(
-                    "retention: the configured default retry policy does not fit in it ({e})"
-                ))
-            })?,
-    }
-    settings::store(&mut *tx, new_retention, new_retry.as_ref(), &auth.token.name).await?;
-    let after = settings::load(&mut *tx).await?;
-    let before_out = out(config, before.as_ref());
-    let after_out = out(config, after.as_ref());
-    activity::record(
-        &mut *tx,
-        &auth.actor(),
-        activity::kind::SETTINGS_CHANGED,
-        None,
-        serde_json::json!({
-            "before": {"retention": before_out.retention, "retry": before_out.retry},
-            "after": {"retention": after_out.retention, "retry": after_out.retry},
-        }),
-    )
-    .await?;
-    tx.commit().await?;
+    let changed = settings::change(&state.ctx.db, &state.ctx.config, retention, retry, &auth.actor())
+        .await
+        .map_err(|e| match e {
+            settings::ChangeError::Invalid(d) => AppError::unprocessable(d),
+            settings::ChangeError::Db(e) => e.into(),
+        })?;
+    let after_out = out(&state.ctx.config, changed.after.as_ref());
     tracing::info!(token_id = %auth.token.id, retention = %after_out.retention, "settings changed");
     // This replica at once; the others at their next refresh.
     if let Err(e) = state.ctx.settings.refresh().await {

@@ -174,6 +174,95 @@ pub async fn current(config: &Config, db: &PgPool) -> sqlx::Result<(Settings, Op
     Ok((s, stored))
 }
 
+/// What a change says about one value: leave it, go back to the config's, or set it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change<T> {
+    Keep,
+    Reset,
+    Set(T),
+}
+
+impl<T: Clone> Change<T> {
+    fn apply(&self, old: Option<T>) -> Option<T> {
+        match self {
+            Change::Keep => old,
+            Change::Reset => None,
+            Change::Set(v) => Some(v.clone()),
+        }
+    }
+}
+
+/// Why a change was refused: the message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A change made: the row before and after.
+#[derive(Clone, Debug)]
+pub struct Changed {
+    pub before: Option<Stored>,
+    pub after: Option<Stored>,
+}
+
+/// Applies a change in one transaction: validates what would be in force afterwards (the
+/// retention's bounds, the default policy against that retention), stores it, and writes a
+/// `settings.changed` activity entry by `actor`. Changes are serialized (an advisory lock), so
+/// two at once can't interleave between read and write.
+pub async fn change(
+    db: &PgPool,
+    config: &Config,
+    retention: Change<Duration>,
+    retry: Change<RetryPolicySpec>,
+    actor: &crate::activity::Actor,
+) -> Result<Changed, ChangeError> {
+    if let Change::Set(d) = retention {
+        validate_retention(d).map_err(ChangeError::Invalid)?;
+    }
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7236828393961276275)")
+        .execute(&mut *tx)
+        .await?;
+    let before = load(&mut *tx).await?;
+    let prev = before.clone().unwrap_or_default();
+    let new_retention = retention.apply(prev.retention);
+    let new_retry = retry.apply(prev.retry.clone());
+    let in_force = new_retention.unwrap_or(config.retention.0);
+    match &new_retry {
+        Some(spec) => validate_retry(spec, in_force).map_err(ChangeError::Invalid)?,
+        None => validate_retry(&spec_of(&config.retry_policy()), in_force).map_err(|e| {
+            ChangeError::Invalid(format!(
+                "retention: the configured default retry policy does not fit in it ({e})"
+            ))
+        })?,
+    }
+    store(&mut *tx, new_retention, new_retry.as_ref(), &actor.name).await?;
+    let after = load(&mut *tx).await?;
+    let shown = |st: &Option<Stored>| {
+        let s = match st {
+            Some(st) => Settings::from_config(config).with(st),
+            None => Settings::from_config(config),
+        };
+        serde_json::json!({
+            "retention": crate::duration::format_duration(s.retention),
+            "retry": serde_json::to_value(spec_of(&s.retry)).unwrap_or_default(),
+        })
+    };
+    crate::activity::record(
+        &mut *tx,
+        actor,
+        crate::activity::kind::SETTINGS_CHANGED,
+        None,
+        serde_json::json!({"before": shown(&before), "after": shown(&after)}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Changed { before, after })
+}
+
 struct Inner {
     base: Settings,
     current: RwLock<Arc<Settings>>,
