@@ -273,10 +273,9 @@ pub async fn webhooks(command: WebhooksManage, config: &Config, pool: &PgPool) -
             let rate_limit = rate_limit
                 .map(|r| match r.as_str() {
                     "none" => Ok(None),
-                    text => text
-                        .parse::<f64>()
-                        .map(Some)
-                        .map_err(|_| anyhow::anyhow!("--rate-limit: a number of requests per second, or `none`")),
+                    text => text.parse::<f64>().map(Some).map_err(|_| {
+                        anyhow::anyhow!("--rate-limit: a number of requests per second, or `none`")
+                    }),
                 })
                 .transpose()?;
             let patch = WebhookPatch {
@@ -350,7 +349,14 @@ pub async fn webhooks(command: WebhooksManage, config: &Config, pool: &PgPool) -
             if !webhooks::delete(pool, id).await? {
                 anyhow::bail!("no webhook with id {id}");
             }
-            activity::record_logged(pool, &actor(), activity::kind::WEBHOOK_DELETED, Some(id), json!({})).await;
+            activity::record_logged(
+                pool,
+                &actor(),
+                activity::kind::WEBHOOK_DELETED,
+                Some(id),
+                json!({}),
+            )
+            .await;
             println!("deleted {id}");
         }
         WebhooksManage::RotateSecret {
@@ -458,7 +464,16 @@ pub async fn deliveries(command: DeliveriesCommand, config: &Config, pool: &PgPo
                 })
                 .collect();
             table(
-                &["id", "attempted at", "webhook", "event type", "status", "response", "attempt", "time"],
+                &[
+                    "id",
+                    "attempted at",
+                    "webhook",
+                    "event type",
+                    "status",
+                    "response",
+                    "attempt",
+                    "time",
+                ],
                 &table_rows,
             );
         }
@@ -548,13 +563,17 @@ pub async fn deliveries(command: DeliveriesCommand, config: &Config, pool: &PgPo
             .fetch_optional(pool)
             .await?;
             match hook {
-                Some((w, _, true)) => anyhow::bail!("webhook {w} was deleted; its deliveries can't be retried"),
+                Some((w, _, true)) => {
+                    anyhow::bail!("webhook {w} was deleted; its deliveries can't be retried")
+                }
                 Some((w, false, _)) => anyhow::bail!(
                     "webhook {w} is disabled; enable it (hookrelay webhooks update {w} --enable) first"
                 ),
                 _ => {}
             }
-            let conn = amqp::connect(&config.amqp_url, "retry").await.context("RabbitMQ")?;
+            let conn = amqp::connect(&config.amqp_url, "retry")
+                .await
+                .context("RabbitMQ")?;
             let ch = amqp::confirm_channel(&conn).await.context("RabbitMQ channel")?;
             let names = amqp::Names::new(&config.namespace);
             let result = manual_retry::retry(pool, &ch, &names, Target::Delivery(delivery.id)).await;
@@ -624,7 +643,11 @@ fn print_settings(v: &Value) {
                 v["retention"].as_str().unwrap_or("").into(),
                 v["source"]["retention"].as_str().unwrap_or("").into(),
             ],
-            vec!["retry".into(), retry, v["source"]["retry"].as_str().unwrap_or("").into()],
+            vec![
+                "retry".into(),
+                retry,
+                v["source"]["retry"].as_str().unwrap_or("").into(),
+            ],
         ],
     );
     if let Some(at) = v["updated_at"].as_str() {
@@ -635,7 +658,11 @@ fn print_settings(v: &Value) {
     }
 }
 
-pub async fn settings_command(command: SettingsCommand, config: &Config, pool: &PgPool) -> anyhow::Result<()> {
+pub async fn settings_command(
+    command: SettingsCommand,
+    config: &Config,
+    pool: &PgPool,
+) -> anyhow::Result<()> {
     match command {
         SettingsCommand::Show { out } => {
             let stored = settings::load(pool).await?;
@@ -656,7 +683,9 @@ pub async fn settings_command(command: SettingsCommand, config: &Config, pool: &
             let retention = match retention.as_deref() {
                 None => Change::Keep,
                 Some("default") => Change::Reset,
-                Some(text) => Change::Set(parse_duration(text).map_err(|e| anyhow::anyhow!("--retention: {e}"))?),
+                Some(text) => {
+                    Change::Set(parse_duration(text).map_err(|e| anyhow::anyhow!("--retention: {e}"))?)
+                }
             };
             let retry = if retry_default {
                 Change::Reset
@@ -666,7 +695,12 @@ pub async fn settings_command(command: SettingsCommand, config: &Config, pool: &
                 Change::Set(RetryPolicySpec {
                     max_retries: None,
                     window: None,
-                    schedule: Some(delays.into_iter().map(hookrelay_shared::duration::HumanDuration).collect()),
+                    schedule: Some(
+                        delays
+                            .into_iter()
+                            .map(hookrelay_shared::duration::HumanDuration)
+                            .collect(),
+                    ),
                 })
             } else if let (Some(max), Some(window)) = (retry_max, retry_window) {
                 let window = parse_duration(&window).map_err(|e| anyhow::anyhow!("--retry-window: {e}"))?;
@@ -679,7 +713,9 @@ pub async fn settings_command(command: SettingsCommand, config: &Config, pool: &
                 Change::Keep
             };
             if retention == Change::Keep && retry == Change::Keep {
-                anyhow::bail!("give --retention, --retry-max with --retry-window, --retry-schedule or --retry-default");
+                anyhow::bail!(
+                    "give --retention, --retry-max with --retry-window, --retry-schedule or --retry-default"
+                );
             }
             let changed = settings::change(pool, config, retention, retry, &actor())
                 .await
@@ -693,7 +729,10 @@ pub async fn settings_command(command: SettingsCommand, config: &Config, pool: &
                 return print_json(&v);
             }
             print_settings(&v);
-            println!("\nrunning components use it within {}", format_duration(config.settings_refresh.0));
+            println!(
+                "\nrunning components use it within {}",
+                format_duration(config.settings_refresh.0)
+            );
         }
     }
     Ok(())

@@ -74,7 +74,9 @@ fn parse_kind(raw: &str) -> AppResult<KindFilter> {
         return Ok(KindFilter::Exact(raw.to_owned()));
     }
     if let Some(subject) = raw.strip_suffix(".*")
-        && kind::ALL.iter().any(|k| k.split_once('.').is_some_and(|(s, _)| s == subject))
+        && kind::ALL
+            .iter()
+            .any(|k| k.split_once('.').is_some_and(|(s, _)| s == subject))
     {
         return Ok(KindFilter::Prefix(format!("{subject}.")));
     }
@@ -116,7 +118,14 @@ fn parse_limit(v: Option<&str>) -> AppResult<i64> {
     }
 }
 
-type Row = (Uuid, OffsetDateTime, String, String, Option<Uuid>, serde_json::Value);
+type Row = (
+    Uuid,
+    OffsetDateTime,
+    String,
+    String,
+    Option<Uuid>,
+    serde_json::Value,
+);
 
 /// The activity log, newest first.
 #[utoipa::path(
@@ -175,7 +184,11 @@ pub async fn list(
         qb.push(" AND at < ").push_bind(u);
     }
     if let Some((at, id)) = after {
-        qb.push(" AND (at, id) < (").push_bind(at).push(", ").push_bind(id).push(")");
+        qb.push(" AND (at, id) < (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
     }
     qb.push(" ORDER BY at DESC, id DESC LIMIT ").push_bind(limit + 1);
     let mut rows: Vec<Row> = qb.build_query_as().fetch_all(&state.ctx.db).await?;

@@ -143,7 +143,8 @@ fn parse_body(body: &serde_json::Value) -> AppResult<(Change<Duration>, Change<R
         }
         Some(_) => {
             return Err(bad(
-                "retry: must be {\"max_retries\": N, \"window\": \"30m\"} or {\"schedule\": [\"1s\", ...]}".into(),
+                "retry: must be {\"max_retries\": N, \"window\": \"30m\"} or {\"schedule\": [\"1s\", ...]}"
+                    .into(),
             ));
         }
     };

@@ -257,7 +257,9 @@ impl Config {
                 );
             }
         }
-        if self.settings_refresh.0 < Duration::from_millis(100) || self.settings_refresh.0 > Duration::from_secs(30) {
+        if self.settings_refresh.0 < Duration::from_millis(100)
+            || self.settings_refresh.0 > Duration::from_secs(30)
+        {
             return bad("SETTINGS_REFRESH", "must be between 100ms and 30s".into());
         }
         if self.attempt_lease.0 <= self.request_timeout.0 {

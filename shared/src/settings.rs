@@ -107,8 +107,7 @@ pub fn validate_retry(spec: &RetryPolicySpec, retention: Duration) -> Result<(),
             return Err("retry.window: required with `max_retries` (or give `schedule`)".into());
         }
     }
-    spec.validate_bounds(retention)
-        .map_err(|e| format!("retry.{e}"))
+    spec.validate_bounds(retention).map_err(|e| format!("retry.{e}"))
 }
 
 type Row = (

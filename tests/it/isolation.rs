@@ -493,12 +493,13 @@ async fn a_webhook_failing_for_the_disable_window_is_disabled_and_reenabling_cle
         ended,
         "its waiting deliveries end failed instead of being retried forever"
     );
-    let auto: Vec<(String, serde_json::Value)> =
-        sqlx::query_as("SELECT actor, details FROM activity WHERE webhook_id = $1 AND kind = 'webhook.auto_disabled'")
-            .bind(h.id)
-            .fetch_all(&env.db)
-            .await
-            .expect("activity");
+    let auto: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT actor, details FROM activity WHERE webhook_id = $1 AND kind = 'webhook.auto_disabled'",
+    )
+    .bind(h.id)
+    .fetch_all(&env.db)
+    .await
+    .expect("activity");
     assert_eq!(auto.len(), 1, "said once: {auto:?}");
     assert_eq!(auto[0].0, "system");
     assert_eq!(auto[0].1["reason"], "failing");

@@ -21,8 +21,13 @@ async fn fast_refresh_env() -> TestEnv {
 }
 
 async fn put_settings(api: &Api, body: Value) -> crate::support::Res {
-    api.call(Method::PUT, "/api/v1/settings", Some(&api.owner.clone()), Some(&body))
-        .await
+    api.call(
+        Method::PUT,
+        "/api/v1/settings",
+        Some(&api.owner.clone()),
+        Some(&body),
+    )
+    .await
 }
 
 async fn activity(api: &Api, query: &str) -> Vec<Value> {
@@ -40,7 +45,10 @@ async fn event_types_seen_by_a_dispatcher_are_listed_with_category_and_last_seen
     let dispatcher = tokio::spawn(hookrelay_dispatcher::run(api.env.context(), stop.clone()));
     let ch = api.env.channel().await;
     let before = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
-    for (i, t) in ["license.assigned", "license.revoked", "product.created"].iter().enumerate() {
+    for (i, t) in ["license.assigned", "license.revoked", "product.created"]
+        .iter()
+        .enumerate()
+    {
         let body = json!({"id": format!("evt_{i}"), "type": t, "data": {}}).to_string();
         api.env.publish_raw(&ch, t, body.as_bytes()).await;
     }
@@ -50,7 +58,12 @@ async fn event_types_seen_by_a_dispatcher_are_listed_with_category_and_last_seen
     let items = res.body["items"].as_array().expect("items");
     let types: Vec<(&str, &str)> = items
         .iter()
-        .map(|i| (i["type"].as_str().unwrap_or(""), i["category"].as_str().unwrap_or("")))
+        .map(|i| {
+            (
+                i["type"].as_str().unwrap_or(""),
+                i["category"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         types,
@@ -69,7 +82,12 @@ async fn event_types_seen_by_a_dispatcher_are_listed_with_category_and_last_seen
         assert!(seen >= before, "{i}");
     }
     let res = api.get("/api/v1/event-types?category=product").await;
-    assert_eq!(res.body["items"].as_array().map(Vec::len), Some(1), "{}", res.text);
+    assert_eq!(
+        res.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        res.text
+    );
     api.get("/api/v1/event-types?category=Not%20One")
         .await
         .assert_problem(400, "category");
@@ -85,14 +103,24 @@ async fn settings_show_the_config_values_until_an_owner_changes_them() {
     assert_eq!(res.status, 200, "{}", res.text);
     assert_eq!(res.body["retention"], "30d");
     assert_eq!(res.body["retry"], json!({"max_retries": 3, "window": "30m"}));
-    assert_eq!(res.body["source"], json!({"retention": "config", "retry": "config"}));
+    assert_eq!(
+        res.body["source"],
+        json!({"retention": "config", "retry": "config"})
+    );
     assert_eq!(res.body["updated_by"], Value::Null);
 
-    let res = put_settings(&api, json!({"retention": "14d", "retry": {"schedule": ["10s", "1m"]}})).await;
+    let res = put_settings(
+        &api,
+        json!({"retention": "14d", "retry": {"schedule": ["10s", "1m"]}}),
+    )
+    .await;
     assert_eq!(res.status, 200, "{}", res.text);
     assert_eq!(res.body["retention"], "14d");
     assert_eq!(res.body["retry"], json!({"schedule": ["10s", "1m"]}));
-    assert_eq!(res.body["source"], json!({"retention": "stored", "retry": "stored"}));
+    assert_eq!(
+        res.body["source"],
+        json!({"retention": "stored", "retry": "stored"})
+    );
     assert_eq!(res.body["updated_by"], "owner");
     assert_eq!(res.body["defaults"]["retention"], "30d");
     assert_eq!(api.get("/api/v1/settings").await.body, res.body);
@@ -107,7 +135,10 @@ async fn settings_show_the_config_values_until_an_owner_changes_them() {
     let changes = activity(&api, "kind=settings.changed").await;
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert_eq!(changes[0]["actor"], "owner");
-    assert_eq!(changes[0]["details"]["before"]["retry"], json!({"schedule": ["10s", "1m"]}));
+    assert_eq!(
+        changes[0]["details"]["before"]["retry"],
+        json!({"schedule": ["10s", "1m"]})
+    );
     assert_eq!(changes[1]["details"]["after"]["retention"], "14d");
     api.stop().await;
 }
@@ -123,24 +154,49 @@ async fn bad_settings_are_refused_naming_the_field() {
         (json!({"retention": 30}), 422, "retention"),
         (json!({"retry": {"max_retries": 3}}), 422, "retry.window"),
         (json!({"retry": {"window": "1h"}}), 422, "retry.max_retries"),
-        (json!({"retry": {"max_retries": 1000, "window": "1h"}}), 422, "max_retries"),
-        (json!({"retry": {"max_retries": 3, "window": "31d"}}), 422, "retry.window"),
-        (json!({"retry": {"schedule": ["1s", "40d"]}}), 422, "retry.schedule[1]"),
-        (json!({"retry": {"schedule": ["1s"], "window": "1h"}}), 422, "retry"),
+        (
+            json!({"retry": {"max_retries": 1000, "window": "1h"}}),
+            422,
+            "max_retries",
+        ),
+        (
+            json!({"retry": {"max_retries": 3, "window": "31d"}}),
+            422,
+            "retry.window",
+        ),
+        (
+            json!({"retry": {"schedule": ["1s", "40d"]}}),
+            422,
+            "retry.schedule[1]",
+        ),
+        (
+            json!({"retry": {"schedule": ["1s"], "window": "1h"}}),
+            422,
+            "retry",
+        ),
         (json!({"retry": {"bogus": 1}}), 422, "retry"),
         (json!({"retry": "fast"}), 422, "retry"),
         (json!({"retry": {"schedule": "1s"}}), 422, "retry"),
-        (json!({"retention": "2d", "retry": {"max_retries": 3, "window": "3d"}}), 422, "retry.window"),
+        (
+            json!({"retention": "2d", "retry": {"max_retries": 3, "window": "3d"}}),
+            422,
+            "retry.window",
+        ),
         (json!({"other": 1}), 422, "other"),
         (json!({}), 422, "retention"),
         (json!([1, 2]), 422, "request body"),
     ] {
-        put_settings(&api, body.clone()).await.assert_problem(status, field);
+        put_settings(&api, body.clone())
+            .await
+            .assert_problem(status, field);
     }
     // Lowering the retention below the configured default policy's window is refused too.
-    put_settings(&api, json!({"retention": "1d", "retry": {"max_retries": 3, "window": "2d"}}))
-        .await
-        .assert_problem(422, "retry.window");
+    put_settings(
+        &api,
+        json!({"retention": "1d", "retry": {"max_retries": 3, "window": "2d"}}),
+    )
+    .await
+    .assert_problem(422, "retry.window");
     // Not JSON, and not sent as JSON.
     let res = api
         .client
@@ -162,7 +218,10 @@ async fn bad_settings_are_refused_naming_the_field() {
         .expect("sent");
     Api::read(res).await.assert_problem(415, "content-type");
     // Nothing was stored.
-    assert_eq!(api.get("/api/v1/settings").await.body["source"]["retention"], "config");
+    assert_eq!(
+        api.get("/api/v1/settings").await.body["source"]["retention"],
+        "config"
+    );
     api.stop().await;
 }
 
@@ -178,7 +237,11 @@ async fn another_replica_takes_a_settings_change_up_without_a_restart() {
             window: Duration::from_secs(1800)
         }
     );
-    let res = put_settings(&api, json!({"retention": "7d", "retry": {"schedule": ["1s", "5s"]}})).await;
+    let res = put_settings(
+        &api,
+        json!({"retention": "7d", "retry": {"schedule": ["1s", "5s"]}}),
+    )
+    .await;
     assert_eq!(res.status, 200, "{}", res.text);
     let took = eventually(Duration::from_secs(5), || async {
         replica.settings.retry_policy()
@@ -220,7 +283,11 @@ async fn a_running_dispatcher_uses_the_new_default_retry_policy() {
         eventually(WAIT, || async { state_of("evt_before").await.is_some() }).await,
         "first attempt recorded"
     );
-    assert_eq!(state_of("evt_before").await.as_deref(), Some("retrying"), "3 retries by default");
+    assert_eq!(
+        state_of("evt_before").await.as_deref(),
+        Some("retrying"),
+        "3 retries by default"
+    );
     // No automatic retries any more: the next failure is final.
     let res = put_settings(&api, json!({"retry": {"max_retries": 0, "window": "1m"}})).await;
     assert_eq!(res.status, 200, "{}", res.text);
@@ -250,15 +317,22 @@ async fn the_activity_log_says_who_did_what_to_which_webhook() {
         Method::POST,
         "/api/v1/webhooks".into(),
         admin.clone(),
-        Some(json!({"name": "Billing", "url": "http://127.0.0.1:9/b", "event_types": ["license.*"],
-            "headers": {"x-api-key": "k_secret_1"}})),
+        Some(
+            json!({"name": "Billing", "url": "http://127.0.0.1:9/b", "event_types": ["license.*"],
+            "headers": {"x-api-key": "k_secret_1"}}),
+        ),
     )
     .await;
     assert_eq!(res.status, 201, "{}", res.text);
     let id = res.body["id"].as_str().expect("id").to_owned();
     let path = format!("/api/v1/webhooks/{id}");
     let patch = |body: Value| call(Method::PATCH, path.clone(), admin.clone(), Some(body));
-    assert_eq!(patch(json!({"url": "http://127.0.0.1:9/c", "headers": {"x-api-key": "k_secret_2"}})).await.status, 200);
+    assert_eq!(
+        patch(json!({"url": "http://127.0.0.1:9/c", "headers": {"x-api-key": "k_secret_2"}}))
+            .await
+            .status,
+        200
+    );
     assert_eq!(patch(json!({"enabled": false})).await.status, 200);
     assert_eq!(patch(json!({"enabled": true})).await.status, 200);
     let res = call(Method::POST, format!("{path}/rotate-secret"), admin.clone(), None).await;
@@ -272,15 +346,32 @@ async fn the_activity_log_says_who_did_what_to_which_webhook() {
     .await;
     let token_id = res.body["id"].as_str().expect("token id").to_owned();
     assert_eq!(
-        call(Method::DELETE, format!("/api/v1/tokens/{token_id}"), owner.clone(), None).await.status,
+        call(
+            Method::DELETE,
+            format!("/api/v1/tokens/{token_id}"),
+            owner.clone(),
+            None
+        )
+        .await
+        .status,
         204
     );
-    assert_eq!(call(Method::DELETE, path.clone(), admin.clone(), None).await.status, 204);
+    assert_eq!(
+        call(Method::DELETE, path.clone(), admin.clone(), None)
+            .await
+            .status,
+        204
+    );
 
     let all = activity(&api, "").await;
     let kinds: Vec<(&str, &str)> = all
         .iter()
-        .map(|e| (e["kind"].as_str().unwrap_or(""), e["actor"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or(""),
+                e["actor"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         kinds,
@@ -296,7 +387,10 @@ async fn the_activity_log_says_who_did_what_to_which_webhook() {
         ]
     );
     assert_eq!(all[6]["details"]["fields"], json!(["url", "headers"]));
-    assert!(!serde_json::to_string(&all).expect("json").contains("k_secret"), "no header value is shown");
+    assert!(
+        !serde_json::to_string(&all).expect("json").contains("k_secret"),
+        "no header value is shown"
+    );
     for e in &all {
         assert!(e["id"].is_string() && e["at"].is_string(), "{e}");
     }
@@ -315,7 +409,13 @@ async fn the_activity_log_says_who_did_what_to_which_webhook() {
         };
         let res = api.get(&q).await;
         assert_eq!(res.status, 200, "{}", res.text);
-        seen.extend(res.body["items"].as_array().expect("items").iter().map(|e| e["id"].clone()));
+        seen.extend(
+            res.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|e| e["id"].clone()),
+        );
         match res.body["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
@@ -324,8 +424,14 @@ async fn the_activity_log_says_who_did_what_to_which_webhook() {
     let expected: Vec<Value> = all.iter().map(|e| e["id"].clone()).collect();
     assert_eq!(seen, expected);
     let later = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
-    let later = later.format(&time::format_description::well_known::Rfc3339).expect("formats");
-    assert!(activity(&api, &format!("since={}", later.replace('+', "%2B"))).await.is_empty());
+    let later = later
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats");
+    assert!(
+        activity(&api, &format!("since={}", later.replace('+', "%2B")))
+            .await
+            .is_empty()
+    );
 
     for (q, field) in [
         ("kind=nope", "kind"),
@@ -340,7 +446,9 @@ async fn the_activity_log_says_who_did_what_to_which_webhook() {
         ("cursor=garbage", "cursor"),
         ("cursor=OTk5OTk5OTk5OTk5OTk5OTk5OTk6eA", "cursor"),
     ] {
-        api.get(&format!("/api/v1/activity?{q}")).await.assert_problem(400, field);
+        api.get(&format!("/api/v1/activity?{q}"))
+            .await
+            .assert_problem(400, field);
     }
     api.stop().await;
 }
@@ -352,7 +460,12 @@ async fn manual_and_bulk_retries_are_in_the_activity_log() {
     let d = crate::support::seed_delivery(&api.env, hook, "license.assigned", "failed").await;
     let a = crate::support::seed_attempt(&api.env, &d, "failed", Some(500), crate::support::now_us()).await;
     let res = api
-        .call(Method::POST, &format!("/api/v1/deliveries/{}/retry", a.id), Some(&api.admin.clone()), None)
+        .call(
+            Method::POST,
+            &format!("/api/v1/deliveries/{}/retry", a.id),
+            Some(&api.admin.clone()),
+            None,
+        )
         .await;
     assert_eq!(res.status, 202, "{}", res.text);
     let res = api
