@@ -1,7 +1,7 @@
 //! `hookrelay`: one binary for every component and the admin commands. Thin: it parses
 //! arguments, loads the config and wires the component crates together.
 
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -17,6 +17,7 @@ use hookrelay_shared::{
 use tokio_util::sync::CancellationToken;
 
 mod listen;
+mod manage;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +51,16 @@ enum Command {
     Webhooks {
         #[command(subcommand)]
         command: WebhooksCommand,
+    },
+    /// Read the delivery log and retry deliveries.
+    Deliveries {
+        #[command(subcommand)]
+        command: manage::DeliveriesCommand,
+    },
+    /// Show or change the data retention and the default retry policy.
+    Settings {
+        #[command(subcommand)]
+        command: manage::SettingsCommand,
     },
     /// Publish one event to the events exchange.
     Publish {
@@ -120,6 +131,8 @@ enum WebhooksCommand {
         #[arg(long, value_name = "SCHEME")]
         signature_scheme: Option<String>,
     },
+    #[command(flatten)]
+    Manage(manage::WebhooksManage),
 }
 
 /// mimalloc instead of glibc malloc: the dispatcher allocates per request and per record, and
@@ -163,11 +176,11 @@ fn main() -> ExitCode {
 async fn context(config: Config, pool_size: u32) -> anyhow::Result<Context> {
     db::prepare(&config).await.context("PostgreSQL")?;
     let db = db::connect(&config, pool_size).await.context("PostgreSQL")?;
-    Ok(Context {
-        config: Arc::new(config),
-        db,
-        metrics: Metrics::new(),
-    })
+    let ctx = Context::new(config, db, Metrics::new());
+    // The stored settings in force from the first event on (not the env values until the
+    // first background refresh).
+    ctx.settings.refresh().await.context("PostgreSQL settings")?;
+    Ok(ctx)
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
@@ -253,15 +266,19 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         Command::Tokens { command } => tokens_command(command, &config).await,
         Command::Webhooks { command } => webhooks_command(command, &config).await,
+        Command::Deliveries { command } => {
+            let pool = db::migrate(&config).await.context("PostgreSQL")?;
+            manage::deliveries(command, &config, &pool).await
+        }
+        Command::Settings { command } => {
+            let pool = db::migrate(&config).await.context("PostgreSQL")?;
+            manage::settings_command(command, &config, &pool).await
+        }
         Command::Publish { event_type, data, id } => publish(&config, event_type, data, id).await,
         Command::Listen { addr, secret, status } => listen::run(addr, secret, status).await,
         Command::Purge => {
             let pool = db::migrate(&config).await.context("PostgreSQL")?;
-            let ctx = Context {
-                config: Arc::new(config),
-                db: pool,
-                metrics: Metrics::new(),
-            };
+            let ctx = Context::new(config, pool, Metrics::new());
             let report = hookrelay_scheduler::purge_once(&ctx).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
@@ -349,6 +366,7 @@ async fn tokens_command(command: TokensCommand, config: &Config) -> anyhow::Resu
 async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::Result<()> {
     let pool = db::migrate(config).await.context("PostgreSQL")?;
     match command {
+        WebhooksCommand::Manage(command) => manage::webhooks(command, config, &pool).await?,
         WebhooksCommand::Create {
             name,
             url,

@@ -363,12 +363,15 @@ async fn store(
     .bind(received_at)
     .execute(&mut *tx)
     .await?;
+    // `known_types` holds `<minute>|<type>`: a type is written once per process and minute,
+    // which keeps `event_types.last_seen_at` within about a minute without a write per event.
+    let minute = received_at.unix_timestamp().div_euclid(60);
     let new_types: Vec<String> = {
-        // A poisoned lock only costs a redundant INSERT ... ON CONFLICT DO NOTHING.
+        // A poisoned lock only costs a redundant upsert.
         let known = core.known_types.lock().ok();
         let mut t: Vec<String> = e_type
             .iter()
-            .filter(|t| known.as_ref().is_none_or(|k| !k.contains(**t)))
+            .filter(|t| known.as_ref().is_none_or(|k| !k.contains(&seen_key(minute, t))))
             .map(|t| t.to_string())
             .collect();
         t.sort_unstable();
@@ -380,12 +383,16 @@ async fn store(
             .iter()
             .map(|t| hookrelay_shared::event::category_of(t))
             .collect();
+        // Sorted, so concurrent batches lock the rows in the same order.
         sqlx::query(
-            "INSERT INTO event_types (event_type, category)
-             SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO event_types (event_type, category, last_seen_at)
+             SELECT t, c, $3 FROM UNNEST($1::text[], $2::text[]) AS u(t, c)
+             ON CONFLICT (event_type) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+             WHERE event_types.last_seen_at < EXCLUDED.last_seen_at",
         )
         .bind(&new_types)
         .bind(&cats)
+        .bind(received_at)
         .execute(&mut *tx)
         .await?;
     }
@@ -411,7 +418,14 @@ async fn store(
     if !new_types.is_empty()
         && let Ok(mut known) = core.known_types.lock()
     {
-        known.extend(new_types);
+        let prefix = format!("{minute}|");
+        known.retain(|k| k.starts_with(&prefix));
+        known.extend(new_types.iter().map(|t| seen_key(minute, t)));
     }
     Ok(duplicates)
+}
+
+/// The key of `event_type` seen in `minute` in the dispatcher's set of written types.
+fn seen_key(minute: i64, event_type: &str) -> String {
+    format!("{minute}|{event_type}")
 }

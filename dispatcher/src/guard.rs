@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use hookrelay_shared::{Context, circuit};
+use hookrelay_shared::{Context, activity, circuit};
 use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -263,12 +263,16 @@ impl Guard {
         let pause_until_ms = pause.map_or(0, |p| {
             now.saturating_add(i64::try_from(ms(p)).unwrap_or(i64::MAX))
         });
+        let transition = match to.as_str() {
+            "open" => Some("open"),
+            "closed" => Some("closed"),
+            _ => None,
+        };
+        if let Some(to) = transition {
+            self.record_transition(webhook_id, to, fails, error);
+        }
         Some(Reported {
-            transition: match to.as_str() {
-                "open" => Some("open"),
-                "closed" => Some("closed"),
-                _ => None,
-            },
+            transition,
             view: View {
                 circuit: Circuit::parse(&state),
                 fails,
@@ -277,6 +281,22 @@ impl Guard {
             },
             disable: disable == 1,
         })
+    }
+
+    /// Writes a circuit transition to the activity log, off the attempt's path (only the
+    /// replica whose report made the transition writes it).
+    fn record_transition(&self, webhook_id: Uuid, to: &'static str, fails: u32, error: &str) {
+        let db = self.ctx.db.clone();
+        let (kind, details) = match to {
+            "open" => (
+                activity::kind::CIRCUIT_OPENED,
+                serde_json::json!({"consecutive_failures": fails, "last_error": error.chars().take(200).collect::<String>()}),
+            ),
+            _ => (activity::kind::CIRCUIT_CLOSED, serde_json::json!({})),
+        };
+        tokio::spawn(async move {
+            activity::record_logged(&db, &activity::Actor::system(), kind, Some(webhook_id), details).await;
+        });
     }
 
     /// Forgets a webhook's state (it was disabled: re-enabled, it starts afresh).

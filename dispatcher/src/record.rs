@@ -63,7 +63,8 @@ impl Plan {
         if out.response_code == Some(410) {
             return Plan::Exhausted;
         }
-        let default = ctx.config.retry_policy();
+        // The default in force: `PUT /api/v1/settings`, else the config (refreshed in the background).
+        let default = ctx.settings.retry_policy();
         let policy = match &req.target.webhook.retry_policy {
             Some(spec) => spec.resolve(&default),
             None => default,

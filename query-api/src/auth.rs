@@ -4,7 +4,10 @@
 use std::marker::PhantomData;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use hookrelay_shared::tokens::{self, Role, TokenInfo};
+use hookrelay_shared::{
+    activity,
+    tokens::{self, Role, TokenInfo},
+};
 
 use crate::{error::AppError, state::AppState};
 
@@ -31,6 +34,13 @@ impl Required for Owner {
 pub struct Auth<R: Required> {
     pub token: TokenInfo,
     _role: PhantomData<R>,
+}
+
+impl<R: Required> Auth<R> {
+    /// The caller as the activity log names it (the token's name).
+    pub fn actor(&self) -> activity::Actor {
+        activity::Actor::token(self.token.id, &self.token.name)
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.

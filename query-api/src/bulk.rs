@@ -14,7 +14,7 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use hookrelay_shared::manual_retry::DeliveryRef;
+use hookrelay_shared::{activity, manual_retry::DeliveryRef};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
@@ -371,6 +371,25 @@ async fn step(state: &AppState, owner: Uuid, job: &mut Claimed) -> Result<Step, 
         tx.rollback().await?;
         return Ok(Step::LostLease);
     }
+    if done {
+        // In the same transaction: the job is recorded as finished exactly once.
+        sqlx::query(
+            "INSERT INTO activity (id, at, actor, kind, webhook_id, details)
+             SELECT $1, now(), $2, $3, job.webhook_id,
+                    jsonb_build_object('job_id', job.id, 'total', job.total, 'queued', job.queued,
+                                       'skipped', job.skipped, 'skipped_disabled', job.skipped_disabled)
+             FROM (SELECT id, total, queued, skipped, skipped_disabled,
+                          CASE WHEN filter->>'webhook_id' ~ '^[0-9a-fA-F-]{36}$'
+                               THEN (filter->>'webhook_id')::uuid END AS webhook_id
+                   FROM bulk_retry_jobs WHERE id = $4) AS job",
+        )
+        .bind(hookrelay_shared::ids::new_id())
+        .bind(activity::SYSTEM)
+        .bind(activity::kind::BULK_RETRY_FINISHED)
+        .bind(job.id)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     if let Some(e) = publish_error {
         return Err(StepError::Publish(e));
@@ -479,7 +498,7 @@ pub async fn run_worker(state: AppState, wakeup: Arc<Notify>, shutdown: Cancella
             }
         }
         if polls.is_multiple_of(720)
-            && let Err(e) = purge(&state.ctx.db, state.ctx.config.retention.0).await
+            && let Err(e) = purge(&state.ctx.db, state.ctx.settings.retention()).await
         {
             tracing::warn!(error = %e, "bulk retry worker: purging old jobs failed");
         }

@@ -3,18 +3,21 @@
 //! serve behind a load balancer, and it never talks to a webhook endpoint itself (a retry is a
 //! job for a dispatcher).
 
+pub mod activity;
 pub mod admin;
 pub mod auth;
 pub mod bulk;
 pub mod cursor;
 pub mod deliveries;
 pub mod error;
+pub mod event_types;
 pub mod extract;
 pub mod health;
 pub mod ops;
 pub mod publisher;
 pub mod retries;
 pub mod serve;
+pub mod settings;
 pub mod state;
 pub mod tokens;
 pub mod webhooks;
@@ -48,7 +51,7 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 #[openapi(
     info(
         title = "hookrelay",
-        description = "Webhook delivery: the delivery log, retries, webhooks and API tokens. \
+        description = "Webhook delivery: the delivery log, retries, webhooks, API tokens, settings and the activity log. \
                        Errors are application/problem+json.",
     ),
     modifiers(&BearerAuth),
@@ -57,6 +60,7 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
         (name = "deliveries", description = "The delivery log (one item per attempt) and retries; admin role"),
         (name = "webhooks", description = "Webhook management; admin role"),
         (name = "tokens", description = "API tokens; owner role"),
+        (name = "portal", description = "Event types seen, settings (read: admin, change: owner) and the activity log; admin role"),
         (name = "operations", description = "Health, readiness and metrics; no token"),
     )
 )]
@@ -93,6 +97,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(tokens::me))
+        .routes(routes!(event_types::list))
+        .routes(routes!(settings::get, settings::update))
+        .routes(routes!(activity::list))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics_text))

@@ -102,6 +102,7 @@ fn route_class(path: Option<&str>) -> &'static str {
         p if p.starts_with("/api/v1/webhooks") => "webhooks",
         p if p.starts_with("/api/v1/tokens") || p == "/api/v1/me" => "tokens",
         p if p.starts_with("/admin") => "admin",
+        "/api/v1/event-types" | "/api/v1/settings" | "/api/v1/activity" => "portal",
         _ => "other",
     }
 }

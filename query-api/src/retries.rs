@@ -7,6 +7,7 @@
 
 use axum::{Json, extract::State, http::StatusCode};
 use hookrelay_shared::{
+    activity,
     event::rfc3339,
     manual_retry::{self, DeliveryRef, ManualRetry, Target},
 };
@@ -56,7 +57,7 @@ pub async fn retry_one(
     let Some(delivery) = manual_retry::find(&state.ctx.db, Target::Either(id)).await? else {
         return Err(AppError::NotFound(format!("no attempt or delivery with id {id}")));
     };
-    check_webhook_live(&state.ctx.db, &delivery).await?;
+    let webhook_id = check_webhook_live(&state.ctx.db, &delivery).await?;
     let channel = state.publisher.channel().await?;
     match manual_retry::retry(
         &state.ctx.db,
@@ -68,6 +69,14 @@ pub async fn retry_one(
     {
         Ok(ManualRetry::Queued { delivery_id, attempt }) => {
             tracing::info!(%delivery_id, attempt, token_id = %auth.token.id, "manual retry requested");
+            activity::record_logged(
+                &state.ctx.db,
+                &auth.actor(),
+                activity::kind::DELIVERY_RETRIED,
+                webhook_id,
+                serde_json::json!({"delivery_id": delivery_id, "attempt": attempt}),
+            )
+            .await;
             Ok((
                 StatusCode::ACCEPTED,
                 Json(RetryQueued {
@@ -89,7 +98,8 @@ pub async fn retry_one(
 }
 
 /// 409 when the delivery's webhook is disabled or deleted: a dispatcher would not send to it.
-async fn check_webhook_live(db: &sqlx::PgPool, d: &DeliveryRef) -> AppResult<()> {
+/// Returns the webhook's id.
+async fn check_webhook_live(db: &sqlx::PgPool, d: &DeliveryRef) -> AppResult<Option<Uuid>> {
     let row: Option<(Uuid, bool, bool)> = sqlx::query_as(
         "SELECT w.id, w.enabled, w.deleted_at IS NOT NULL FROM deliveries d
          JOIN webhooks w ON w.id = d.webhook_id
@@ -106,13 +116,14 @@ async fn check_webhook_live(db: &sqlx::PgPool, d: &DeliveryRef) -> AppResult<()>
         Some((webhook_id, false, false)) => Err(AppError::Conflict(format!(
             "webhook {webhook_id} is disabled; enable it (PATCH enabled: true) before retrying its deliveries"
         ))),
-        _ => Ok(()),
+        Some((webhook_id, _, _)) => Ok(Some(webhook_id)),
+        None => Ok(None),
     }
 }
 
 /// Which deliveries a bulk retry takes. Every field is optional; with none, every delivery
 /// that has a failed attempt and has not succeeded is retried.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRetryFilter {
     pub webhook_id: Option<Uuid>,
@@ -225,6 +236,15 @@ pub async fn retry_bulk(
     state.bulk_wakeup.notify_one();
     tracing::info!(%job_id, queued = counts.total, skipped_disabled = counts.skipped_disabled,
         token_id = %auth.token.id, "bulk retry requested");
+    activity::record_logged(
+        db,
+        &auth.actor(),
+        activity::kind::BULK_RETRY_REQUESTED,
+        job_filter.webhook_id,
+        serde_json::json!({"job_id": job_id, "queued": counts.total, "skipped_disabled": counts.skipped_disabled,
+            "filter": serde_json::to_value(&body).unwrap_or_default()}),
+    )
+    .await;
     Ok((
         StatusCode::ACCEPTED,
         Json(BulkQueued {

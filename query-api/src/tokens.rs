@@ -3,6 +3,7 @@
 
 use axum::{Json, extract::State, http::StatusCode};
 use hookrelay_shared::{
+    activity,
     event::rfc3339,
     tokens::{self, Role, TokenInfo},
 };
@@ -97,6 +98,14 @@ pub async fn create(
         .map_err(|e| AppError::unprocessable(format!("role: {e}")))?;
     let (token, info) = tokens::create(&state.ctx.db, name, role).await?;
     tracing::info!(token_id = %info.id, role = role.as_str(), by = %auth.token.id, "token created");
+    activity::record_logged(
+        &state.ctx.db,
+        &auth.actor(),
+        activity::kind::TOKEN_CREATED,
+        None,
+        serde_json::json!({"token_id": info.id, "name": info.name, "role": role.as_str()}),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(TokenOut::new(info, Some(token)))))
 }
 
@@ -120,6 +129,14 @@ pub async fn revoke(
         return Err(AppError::NotFound(format!("no live token with id {id}")));
     }
     tracing::info!(token_id = %id, by = %auth.token.id, "token revoked");
+    activity::record_logged(
+        &state.ctx.db,
+        &auth.actor(),
+        activity::kind::TOKEN_REVOKED,
+        None,
+        serde_json::json!({"token_id": id}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,6 +4,7 @@
 use axum::{Json, extract::State, http::StatusCode};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookrelay_shared::{
+    activity,
     event::rfc3339,
     retry::RetryPolicySpec,
     signing_keys::NewKeys,
@@ -202,9 +203,58 @@ fn invalid(e: InvalidField) -> AppError {
 fn check_policy_bounds(policy: Option<&RetryPolicySpec>, state: &AppState) -> AppResult<()> {
     match policy {
         Some(p) => p
-            .validate_bounds(state.ctx.config.retention.0)
+            .validate_bounds(state.ctx.settings.retention())
             .map_err(|r| AppError::unprocessable(format!("retry_policy: {r}"))),
         None => Ok(()),
+    }
+}
+
+/// The names of the fields a PATCH sets (for the activity log; never their values, which may
+/// be secrets).
+fn patched_fields(p: &WebhookPatch) -> Vec<&'static str> {
+    [
+        ("name", p.name.is_some()),
+        ("url", p.url.is_some()),
+        ("event_types", p.event_types.is_some()),
+        ("retry_policy", p.retry_policy.is_some()),
+        ("max_in_flight", p.max_in_flight.is_some()),
+        ("rate_limit", p.rate_limit.is_some()),
+        ("filter", p.filter.is_some()),
+        ("headers", p.headers.is_some()),
+        ("signature_scheme", p.signature_scheme.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect()
+}
+
+/// Records a PATCH: `webhook.enabled`/`webhook.disabled` when it flipped `enabled`, and
+/// `webhook.updated` naming the other fields it set.
+async fn record_update<R: crate::auth::Required>(
+    state: &AppState,
+    auth: &Auth<R>,
+    w: &Webhook,
+    was_enabled: Option<bool>,
+    fields: Vec<&'static str>,
+) {
+    let actor = auth.actor();
+    if was_enabled.is_some_and(|e| e != w.enabled) {
+        let kind = if w.enabled {
+            activity::kind::WEBHOOK_ENABLED
+        } else {
+            activity::kind::WEBHOOK_DISABLED
+        };
+        activity::record_logged(&state.ctx.db, &actor, kind, Some(w.id), serde_json::json!({})).await;
+    }
+    if !fields.is_empty() {
+        activity::record_logged(
+            &state.ctx.db,
+            &actor,
+            activity::kind::WEBHOOK_UPDATED,
+            Some(w.id),
+            serde_json::json!({"fields": fields}),
+        )
+        .await;
     }
 }
 
@@ -290,6 +340,15 @@ pub async fn create(
     check_policy_bounds(new.retry_policy.as_ref(), &state)?;
     let (webhook, keys) = webhooks::create(&state.ctx.db, new).await?;
     tracing::info!(webhook_id = %webhook.id, token_id = %auth.token.id, "webhook created");
+    activity::record_logged(
+        &state.ctx.db,
+        &auth.actor(),
+        activity::kind::WEBHOOK_CREATED,
+        Some(webhook.id),
+        serde_json::json!({"name": webhook.name, "url": webhook.url, "event_types": webhook.event_types,
+            "enabled": webhook.enabled}),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(WebhookOut::new(webhook, Some(&keys)))))
 }
 
@@ -344,10 +403,13 @@ pub async fn update(
         .validate(state.ctx.config.allow_private_targets)
         .map_err(invalid)?;
     check_policy_bounds(patch.retry_policy.as_ref().and_then(Option::as_ref), &state)?;
+    let fields = patched_fields(&patch);
+    let was_enabled = webhooks::get(&state.ctx.db, id).await?.map(|w| w.enabled);
     let (w, keys) = webhooks::update_with_keys(&state.ctx.db, id, patch)
         .await?
         .ok_or_else(|| not_found(id))?;
     tracing::info!(webhook_id = %id, token_id = %auth.token.id, "webhook updated");
+    record_update(&state, &auth, &w, was_enabled, fields).await;
     Ok(Json(WebhookOut::new(w, Some(&keys))))
 }
 
@@ -372,6 +434,14 @@ pub async fn delete(
         return Err(not_found(id));
     }
     tracing::info!(webhook_id = %id, token_id = %auth.token.id, "webhook deleted");
+    activity::record_logged(
+        &state.ctx.db,
+        &auth.actor(),
+        activity::kind::WEBHOOK_DELETED,
+        Some(id),
+        serde_json::json!({}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -456,5 +526,14 @@ pub async fn rotate_secret(
         .await?
         .ok_or_else(|| not_found(id))?;
     tracing::info!(webhook_id = %id, token_id = %auth.token.id, "webhook secret rotated");
+    activity::record_logged(
+        &state.ctx.db,
+        &auth.actor(),
+        activity::kind::WEBHOOK_SECRET_ROTATED,
+        Some(id),
+        serde_json::json!({"expire_previous_in": hookrelay_shared::duration::format_duration(
+            overlap.try_into().unwrap_or_default())}),
+    )
+    .await;
     Ok(Json(WebhookOut::new(w, Some(&keys))))
 }

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use hookrelay_shared::{Context, db};
+use hookrelay_shared::{Context, activity, db};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, pool::PoolConnection};
 use time::{Date, Duration as TimeDuration, OffsetDateTime, macros::format_description};
@@ -36,6 +36,8 @@ pub struct PurgeReport {
     pub rows_purged: RowsPurged,
     /// Everything strictly before this instant is expired (now minus the retention).
     pub cutoff: String,
+    /// The retention the run used (the setting in force).
+    pub retention: String,
     /// True if another replica held the retention lock, so this run did nothing.
     pub skipped_locked: bool,
     pub duration_ms: u64,
@@ -59,6 +61,8 @@ pub struct RowsPurged {
     pub attempts: i64,
     pub deliveries: i64,
     pub events: i64,
+    /// Activity log entries older than the retention.
+    pub activity: i64,
 }
 
 /// One daily partition found in the catalog.
@@ -174,8 +178,18 @@ async fn unlock(conn: &mut PoolConnection<Postgres>) -> Result<bool, sqlx::Error
 /// Runs retention once: creates partitions ahead, then drops every expired one it may.
 pub async fn purge_once(ctx: &Context) -> anyhow::Result<PurgeReport> {
     let started = Instant::now();
-    let retention = TimeDuration::try_from(ctx.config.retention.0)
-        .map_err(|e| anyhow::anyhow!("HOOKRELAY_RETENTION is out of range: {e}"))?;
+    // The retention in force now (`PUT /api/v1/settings`, else HOOKRELAY_RETENTION), read
+    // afresh: a run is rare, and should not act on a value up to a refresh period old.
+    let retention = match ctx.settings.refresh().await {
+        Ok(s) => s.retention,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the settings failed; retention uses the last known value");
+            ctx.settings.retention()
+        }
+    };
+    let retention_std = retention;
+    let retention = TimeDuration::try_from(retention)
+        .map_err(|e| anyhow::anyhow!("the retention is out of range: {e}"))?;
     let cutoff = OffsetDateTime::now_utc() - retention;
     let mut report = PurgeReport {
         cutoff: cutoff
@@ -198,7 +212,26 @@ pub async fn purge_once(ctx: &Context) -> anyhow::Result<PurgeReport> {
         let _ = conn.detach().close().await;
     }
     result?;
+    report.rows_purged.activity = activity::purge(&ctx.db, retention_std).await? as i64;
+    report.retention = hookrelay_shared::duration::format_duration(retention_std);
     report.duration_ms = started.elapsed().as_millis() as u64;
+    let r = &report.rows_purged;
+    if r.attempts + r.deliveries + r.events + r.activity > 0 || !report.partitions_kept.is_empty() {
+        activity::record_logged(
+            &ctx.db,
+            &activity::Actor::system(),
+            activity::kind::RETENTION_RUN,
+            None,
+            serde_json::json!({
+                "retention": report.retention,
+                "cutoff": report.cutoff,
+                "rows_purged": {"attempts": r.attempts, "deliveries": r.deliveries, "events": r.events, "activity": r.activity},
+                "partitions_dropped": report.partitions_dropped.len(),
+                "partitions_kept": report.partitions_kept.len(),
+            }),
+        )
+        .await;
+    }
     tracing::info!(
         dropped = report.partitions_dropped.len(),
         kept = report.partitions_kept.len(),

@@ -67,6 +67,9 @@ pub struct Config {
     pub circuit_cooldown: HumanDuration,
     /// The longest cool-down.
     pub circuit_max_cooldown: HumanDuration,
+    /// How often each component re-reads the settings stored by `PUT /api/v1/settings`
+    /// (100ms-30s).
+    pub settings_refresh: HumanDuration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +105,7 @@ impl Default for Config {
             circuit_failures: 5,
             circuit_cooldown: HumanDuration::secs(30),
             circuit_max_cooldown: HumanDuration::secs(600),
+            settings_refresh: HumanDuration::secs(10),
         }
     }
 }
@@ -265,6 +269,11 @@ impl Config {
                     "its delays must not add up to more than HOOKRELAY_RETENTION".into(),
                 );
             }
+        }
+        if self.settings_refresh.0 < Duration::from_millis(100)
+            || self.settings_refresh.0 > Duration::from_secs(30)
+        {
+            return bad("SETTINGS_REFRESH", "must be between 100ms and 30s".into());
         }
         if self.attempt_lease.0 <= self.request_timeout.0 {
             return bad(

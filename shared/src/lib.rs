@@ -1,6 +1,7 @@
 //! What every hookrelay component shares: configuration, the event model, Standard Webhooks
 //! signatures, the PostgreSQL schema, the AMQP topology, the retry policy and the metrics.
 
+pub mod activity;
 pub mod amqp;
 pub mod circuit;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod ops;
 pub mod redis_keys;
 pub mod retry;
 pub mod retry_store;
+pub mod settings;
 pub mod shutdown;
 pub mod signature;
 pub mod signing_keys;

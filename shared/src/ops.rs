@@ -127,7 +127,7 @@ async fn readyz(State(ctx): State<Context>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use std::{sync::Arc, time::Duration};
+    use std::time::Duration;
 
     use sqlx::postgres::PgPoolOptions;
 
@@ -147,11 +147,7 @@ mod tests {
             .acquire_timeout(Duration::from_millis(500))
             .connect_lazy(&config.database_url)
             .expect("a valid URL");
-        Context {
-            config: Arc::new(config),
-            db,
-            metrics: Metrics::new(),
-        }
+        Context::new(config, db, Metrics::new())
     }
 
     async fn started(ctx: Context) -> (String, CancellationToken, JoinHandle<anyhow::Result<()>>) {

@@ -81,11 +81,7 @@ impl TestEnv {
 
     /// The component context for this environment.
     pub fn context(&self) -> Context {
-        Context {
-            config: Arc::new(self.config.clone()),
-            db: self.db.clone(),
-            metrics: self.metrics.clone(),
-        }
+        Context::new(self.config.clone(), self.db.clone(), self.metrics.clone())
     }
 
     /// A confirm-mode channel on a new connection.

@@ -595,6 +595,14 @@ pub async fn auto_disable(pool: &PgPool, id: Uuid, reason: &str, why: &str) -> s
     .execute(&mut *tx)
     .await?;
     notify_changed(&mut *tx, id).await?;
+    crate::activity::record(
+        &mut *tx,
+        &crate::activity::Actor::system(),
+        crate::activity::kind::WEBHOOK_AUTO_DISABLED,
+        Some(id),
+        serde_json::json!({"reason": reason, "why": why}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -277,9 +277,29 @@ async fn the_circuit_opens_half_opens_and_closes_with_two_dispatchers() {
         h.id,
     )
     .await;
+    // The system's part of the activity log: the circuit opened (more than once: failed
+    // probes reopen it) and closed, each said once by the replica that made the transition.
+    let kinds: Vec<(String, String)> = sqlx::query_as(
+        "SELECT kind, actor FROM activity WHERE webhook_id = $1 AND kind LIKE 'circuit.%' ORDER BY at, id",
+    )
+    .bind(h.id)
+    .fetch_all(&env.db)
+    .await
+    .expect("activity");
     kill(&mut children);
     assert!(done, "every delivery succeeds once the endpoint is back");
     assert!(deferrals > 0, "attempts were deferred while the circuit was open");
+    assert_eq!(
+        kinds.first().map(|k| k.0.as_str()),
+        Some("circuit.opened"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.last().map(|k| k.0.as_str()),
+        Some("circuit.closed"),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().all(|(_, actor)| actor == "system"), "{kinds:?}");
     env.cleanup().await;
 }
 
@@ -473,6 +493,16 @@ async fn a_webhook_failing_for_the_disable_window_is_disabled_and_reenabling_cle
         ended,
         "its waiting deliveries end failed instead of being retried forever"
     );
+    let auto: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT actor, details FROM activity WHERE webhook_id = $1 AND kind = 'webhook.auto_disabled'",
+    )
+    .bind(h.id)
+    .fetch_all(&env.db)
+    .await
+    .expect("activity");
+    assert_eq!(auto.len(), 1, "said once: {auto:?}");
+    assert_eq!(auto[0].0, "system");
+    assert_eq!(auto[0].1["reason"], "failing");
     let patched = webhooks::update(
         &env.db,
         h.id,

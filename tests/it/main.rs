@@ -3,6 +3,7 @@
 
 mod api;
 mod browser;
+mod cli;
 mod isolation;
 mod ops;
 mod options;

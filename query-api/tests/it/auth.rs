@@ -81,6 +81,15 @@ async fn every_route_checks_the_token_and_the_role() {
             Need::Owner,
         ),
         (Method::GET, "/api/v1/me".into(), None, Need::Viewer),
+        (Method::GET, "/api/v1/event-types".into(), None, Need::Admin),
+        (Method::GET, "/api/v1/settings".into(), None, Need::Admin),
+        (
+            Method::PUT,
+            "/api/v1/settings".into(),
+            Some(json!({"retention": "30d"})),
+            Need::Owner,
+        ),
+        (Method::GET, "/api/v1/activity".into(), None, Need::Admin),
     ];
     let unknown = "hr_thisTokenWasNeverIssuedToAnyoneAtAll000000";
     for (method, path, body, need) in &routes {

@@ -157,3 +157,56 @@ async fn retention_finishes_what_a_crashed_run_left_detached() {
     assert!(!tables(&env).await.contains(&name));
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn retention_uses_the_stored_setting_purges_old_activity_and_records_its_run() {
+    let env = TestEnv::new().await;
+    sqlx::query("SELECT hookrelay_ensure_partitions(12, 0)")
+        .execute(&env.db)
+        .await
+        .expect("old partitions");
+    insert_day(&env, 10, 2).await;
+    insert_day(&env, 3, 1).await;
+    // An owner set 7 days (HOOKRELAY_RETENTION says 30): day -10 expires, day -3 does not.
+    sqlx::query("INSERT INTO settings (id, retention_secs, updated_by) VALUES (true, 7 * 86400, 'owner')")
+        .execute(&env.db)
+        .await
+        .expect("settings");
+    sqlx::query(
+        "INSERT INTO activity (id, at, actor, kind, details) VALUES
+           (gen_random_uuid(), now() - interval '8 days', 'owner', 'token.created', '{}'),
+           (gen_random_uuid(), now() - interval '6 days', 'owner', 'token.revoked', '{}')",
+    )
+    .execute(&env.db)
+    .await
+    .expect("activity");
+    let ctx = env.context();
+    let report = purge_once(&ctx).await.expect("purge");
+    assert_eq!(report.retention, "7d");
+    assert_eq!(report.rows_purged.events, 2);
+    assert_eq!(report.rows_purged.attempts, 4);
+    assert_eq!(report.rows_purged.activity, 1);
+    let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM activity ORDER BY at")
+        .fetch_all(&env.db)
+        .await
+        .expect("activity");
+    assert_eq!(kinds, ["token.revoked", "retention.run"]);
+    let (actor, details): (String, serde_json::Value) =
+        sqlx::query_as("SELECT actor, details FROM activity WHERE kind = 'retention.run'")
+            .fetch_one(&env.db)
+            .await
+            .expect("run recorded");
+    assert_eq!(actor, "system");
+    assert_eq!(details["retention"], "7d");
+    assert_eq!(details["rows_purged"]["events"], 2);
+    assert_eq!(details["rows_purged"]["activity"], 1);
+    // A run with nothing to do records nothing.
+    let again = purge_once(&ctx).await.expect("purge again");
+    assert!(again.partitions_dropped.is_empty());
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM activity WHERE kind = 'retention.run'")
+        .fetch_one(&env.db)
+        .await
+        .expect("count");
+    assert_eq!(runs, 1);
+    env.cleanup().await;
+}
