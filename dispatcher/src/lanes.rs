@@ -186,11 +186,23 @@ impl Lane {
         (st.view, refresh)
     }
 
+    /// Takes the shared state read from Redis. A Retry-After pause known here is kept even if
+    /// the shared state does not have it (its report may not have reached Redis): a pause only
+    /// ends with time.
     pub fn set_view(&self, view: View) {
         let mut st = self.lock();
+        let paused = st.view.pause_until_ms;
         st.view = view;
+        st.view.pause_until_ms = st.view.pause_until_ms.max(paused);
         st.view_at = Some(Instant::now());
         st.refreshing = false;
+    }
+
+    /// The endpoint asked to wait until `until_ms`: this replica holds the webhook's attempts
+    /// at once, before (and whether or not) the shared state says so.
+    pub fn pause_until(&self, until_ms: i64) {
+        let mut st = self.lock();
+        st.view.pause_until_ms = st.view.pause_until_ms.max(until_ms);
     }
 
     pub fn refresh_failed(&self) {

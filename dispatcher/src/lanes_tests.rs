@@ -300,3 +300,22 @@ fn a_pause_seen_when_a_request_ends_defers_what_waits() {
     assert_eq!(m.defer.len(), 3);
     assert!(m.defer.iter().all(|d| d.2 == "retry_after" && d.1 == 5_000));
 }
+
+#[test]
+fn a_pause_known_here_survives_a_shared_view_without_it() {
+    let lanes = Lanes::default();
+    let lane = lanes.get(Uuid::nil());
+    lane.pause_until(9_000);
+    // The report did not reach Redis: the view read back has no pause.
+    lane.set_view(View::default());
+    assert_eq!(
+        lane.view().0.pause_until_ms,
+        9_000,
+        "the pause holds until it ends"
+    );
+    lane.set_view(View {
+        pause_until_ms: 12_000,
+        ..View::default()
+    });
+    assert_eq!(lane.view().0.pause_until_ms, 12_000, "a longer shared pause wins");
+}

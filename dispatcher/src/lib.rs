@@ -303,6 +303,10 @@ impl Core {
                 .await;
             return;
         }
+        if let Some(wait) = out.retry_after {
+            let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+            lane.pause_until(now_ms().saturating_add(wait_ms));
+        }
         let verdict = verdict(out);
         let (view, _) = lane.view();
         let needed = verdict != Verdict::Ok
