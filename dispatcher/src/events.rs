@@ -363,15 +363,15 @@ async fn store(
     .bind(received_at)
     .execute(&mut *tx)
     .await?;
-    // `known_types` holds `<minute>|<type>`: a type is written once per process and minute,
-    // which keeps `event_types.last_seen_at` within about a minute without a write per event.
+    // `known_types` holds the minute each type was last written: a type is written once per
+    // process and minute, which keeps `event_types.last_seen_at` within about a minute without a write per event.
     let minute = received_at.unix_timestamp().div_euclid(60);
     let new_types: Vec<String> = {
         // A poisoned lock only costs a redundant upsert.
         let known = core.known_types.lock().ok();
         let mut t: Vec<String> = e_type
             .iter()
-            .filter(|t| known.as_ref().is_none_or(|k| !k.contains(&seen_key(minute, t))))
+            .filter(|t| known.as_ref().is_none_or(|k| k.get(**t) != Some(&minute)))
             .map(|t| t.to_string())
             .collect();
         t.sort_unstable();
@@ -418,14 +418,8 @@ async fn store(
     if !new_types.is_empty()
         && let Ok(mut known) = core.known_types.lock()
     {
-        let prefix = format!("{minute}|");
-        known.retain(|k| k.starts_with(&prefix));
-        known.extend(new_types.iter().map(|t| seen_key(minute, t)));
+        known.retain(|_, m| *m == minute);
+        known.extend(new_types.into_iter().map(|t| (t, minute)));
     }
     Ok(duplicates)
-}
-
-/// The key of `event_type` seen in `minute` in the dispatcher's set of written types.
-fn seen_key(minute: i64, event_type: &str) -> String {
-    format!("{minute}|{event_type}")
 }

@@ -24,7 +24,7 @@ pub mod slots;
 pub mod targets;
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -60,8 +60,9 @@ pub struct Core {
     pub permits: Slots,
     /// Attempt and job tasks, awaited on shutdown.
     pub tasks: TaskTracker,
-    /// Event types known to be in `event_types`, to skip a redundant INSERT.
-    pub known_types: Mutex<HashSet<String>>,
+    /// Each event type and the minute it was last written to `event_types` (`last_seen_at`),
+    /// to skip redundant upserts.
+    pub known_types: Mutex<HashMap<String, i64>>,
     /// Cancelled when shutdown begins: nothing new starts (leases and unacked jobs bring
     /// what was not started back).
     pub stopping: CancellationToken,
@@ -412,7 +413,7 @@ impl Dispatcher {
             sender,
             recorder,
             tasks: TaskTracker::new(),
-            known_types: Mutex::new(HashSet::new()),
+            known_types: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
         });
         Ok(Self {
