@@ -1,27 +1,33 @@
-// hookrelay admin page: the delivery log. Filters, sort and cursor live in the page URL (so a
+// hookrelay admin pages: the delivery log. Filters, sort and cursor live in the page URL (so a
 // link can be shared and Back works); the token lives in sessionStorage and never in the URL.
 
-import { api, token, query } from './api.js';
-import { h, replace, localTime, sentence, statusText, pretty, copyText } from './dom.js';
+import { api, query } from './api.js';
+import { h, replace, localTime, sentence } from './dom.js';
+import { badge, cell, duration, responseCell, webhookHref } from './cells.js';
+import { openDetails } from './details.js';
+import { retryAll, retryOne } from './retry.js';
+import { active, authFailure, later, startSession } from './session.js';
+import { clearFieldErrors, fieldError, fromLocalInput, toLocalInput } from './forms.js';
 
 const $ = (id) => document.getElementById(id);
 
-/** Categories offered even before any attempt of theirs has been seen. */
-const KNOWN_CATEGORIES = ['license', 'activation', 'product'];
 const SORTS = ['attempted_at', 'status', 'response_code'];
-const DEFAULTS = { q: '', category: '', status: '', sort: 'attempted_at', order: 'desc', limit: '50', cursor: '' };
-/** How many attempts "Retry all failed" reads at most to count what it will send. */
-const COUNT_PAGES = 25;
-const COUNT_PAGE_SIZE = 200;
+const DEFAULTS = {
+  q: '', category: '', event_type: '', status: '', response_code: '', since: '', until: '',
+  webhook_id: '', sort: 'attempted_at', order: 'desc', limit: '50', cursor: '',
+};
+const FILTER_KEYS = ['q', 'category', 'event_type', 'status', 'response_code', 'since', 'until', 'webhook_id'];
+/** How often the auto-refresh reloads the table. */
+const AUTO_REFRESH_MS = 5000;
 
 let state = { ...DEFAULTS };
 /** Cursors of the pages before the current one ('' is the first page), for "Previous". */
 let prevStack = [];
 let nextCursor = null;
 let inflight = null;
-/** Pending delayed refreshes, cancelled on sign-out. */
-const timers = new Set();
-const categories = new Set(KNOWN_CATEGORIES);
+let autoTimer = null;
+const categories = new Set();
+const eventTypes = new Set();
 
 // ---------------------------------------------------------------- URL state
 
@@ -56,100 +62,7 @@ function go(next, prev = []) {
 }
 
 function hasFilters() {
-  return Boolean(state.q || state.category || state.status);
-}
-
-// ---------------------------------------------------------------- views and auth
-
-function showView(name) {
-  $('view-signin').hidden = name !== 'signin';
-  $('view-forbidden').hidden = name !== 'forbidden';
-  $('view-log').hidden = name !== 'log';
-  $('sign-out').hidden = name !== 'log';
-}
-
-function showSignIn(message) {
-  showView('signin');
-  const err = $('signin-error');
-  err.hidden = !message;
-  err.textContent = message || '';
-  $('token').focus();
-}
-
-function showForbidden() {
-  token.clear();
-  showView('forbidden');
-  $('forbidden-signin').focus();
-}
-
-function showLog() {
-  showView('log');
-  syncForm();
-  load();
-  discoverCategories();
-}
-
-/** Handles 401/403 from any call; true when it did (the caller stops). */
-function authFailure(err) {
-  if (err && err.status === 401) {
-    token.clear();
-    closeDialogs();
-    showSignIn('Your token was not accepted (it may have been revoked or mistyped). Please sign in again.');
-    return true;
-  }
-  if (err && err.status === 403) {
-    closeDialogs();
-    showForbidden();
-    return true;
-  }
-  return false;
-}
-
-async function signIn(e) {
-  e.preventDefault();
-  const input = $('token');
-  const value = input.value.trim();
-  if (!value) {
-    showSignIn('Paste an API token first.');
-    return;
-  }
-  const button = $('signin-submit');
-  button.disabled = true;
-  button.textContent = 'Signing in…';
-  token.set(value);
-  input.value = '';
-  try {
-    await api('/deliveries?limit=1');
-    showLog();
-  } catch (err) {
-    if (err && err.status === 401) {
-      token.clear();
-      showSignIn('That token was not accepted. Check it and try again.');
-    } else if (!authFailure(err)) {
-      token.clear();
-      showSignIn(`Could not sign in — ${err.message}`);
-    }
-  } finally {
-    button.disabled = false;
-    button.textContent = 'Sign in';
-  }
-}
-
-function later(ms, f) {
-  const t = setTimeout(() => { timers.delete(t); f(); }, ms);
-  timers.add(t);
-}
-
-function signOut() {
-  token.clear();
-  for (const t of timers) clearTimeout(t);
-  timers.clear();
-  if (inflight) inflight.abort();
-  closeDialogs();
-  replace($('rows'));
-  setState('');
-  showSignIn('');
-  toast('Signed out. The token was removed from this tab.');
+  return FILTER_KEYS.some((k) => Boolean(state[k]));
 }
 
 // ---------------------------------------------------------------- the table
@@ -161,10 +74,15 @@ function setState(text, kind, ...extra) {
 }
 
 function syncForm() {
+  addType(state.event_type);
   addCategory(state.category);
   $('f-q').value = state.q;
   $('f-category').value = state.category;
+  $('f-event-type').value = state.event_type;
   $('f-status').value = state.status;
+  $('f-code').value = state.response_code;
+  $('f-since').value = toLocalInput(state.since);
+  $('f-until').value = toLocalInput(state.until);
   const sizes = $('page-size');
   if (![...sizes.options].some((o) => o.value === state.limit)) {
     sizes.append(h('option', { value: state.limit }, state.limit));
@@ -179,11 +97,23 @@ function syncForm() {
       ? `Sort by ${label.toLowerCase()}`
       : `Sorted by ${label.toLowerCase()}, ${dir}; click to reverse`;
   }
+  showWebhookChip();
+}
+
+/** The "Webhook: name ✕" chip when the log is narrowed to one webhook (from its page). */
+async function showWebhookChip() {
+  const chip = $('webhook-chip');
+  const id = state.webhook_id;
+  chip.hidden = !id;
+  if (!id) return;
+  const w = await webhookHealth(id);
+  if (state.webhook_id !== id) return;
+  replace($('webhook-chip-name'), w ? w.name : id);
 }
 
 async function load({ quiet = false } = {}) {
-  // Late refreshes (after a retry) must not run once the user signed out.
-  if (!token.get() || $('view-log').hidden) return;
+  // Late refreshes (after a retry, auto-refresh) must not run once the user signed out.
+  if (!active()) return;
   if (inflight) inflight.abort();
   const ctl = new AbortController();
   inflight = ctl;
@@ -195,13 +125,12 @@ async function load({ quiet = false } = {}) {
   }
   updatePager(null, true);
   try {
-    const data = await api(`/deliveries${query({
-      q: state.q, category: state.category, status: state.status,
-      sort: state.sort, order: state.order, limit: state.limit, cursor: state.cursor,
-    })}`, { signal: ctl.signal });
+    const params = { sort: state.sort, order: state.order, limit: state.limit, cursor: state.cursor };
+    for (const k of FILTER_KEYS) params[k] = state[k];
+    const data = await api(`/deliveries${query(params)}`, { signal: ctl.signal });
     if (ctl !== inflight) return;
     const items = Array.isArray(data && data.items) ? data.items : [];
-    for (const it of items) addCategory(it.event_type);
+    for (const it of items) addType(it.event_type);
     renderRows(items);
     updatePager((data && data.next_cursor) || null);
     setState(summary(items.length));
@@ -221,10 +150,23 @@ async function load({ quiet = false } = {}) {
   }
 }
 
-function summary(n) {
-  const parts = [`${n} ${n === 1 ? 'attempt' : 'attempts'} on this page`];
+/** The current filters in words (the summary line and the bulk-retry confirmation). */
+function describe() {
+  const parts = [];
   if (state.q) parts.push(`matching “${state.q}”`);
   if (state.category) parts.push(`category ${state.category}`);
+  if (state.event_type) parts.push(`type ${state.event_type}`);
+  if (state.webhook_id) parts.push(`webhook ${$('webhook-chip-name').textContent || state.webhook_id}`);
+  if (state.since) parts.push(`since ${localTime(state.since)}`);
+  if (state.until) parts.push(`until ${localTime(state.until)}`);
+  return parts.join(', ');
+}
+
+function summary(n) {
+  const parts = [`${n} ${n === 1 ? 'attempt' : 'attempts'} on this page`];
+  const d = describe();
+  if (d) parts.push(d);
+  if (state.response_code) parts.push(`response ${state.response_code}`);
   if (state.status) parts.push(state.status === 'failed' ? 'failed only' : 'successful only');
   return parts.join(' · ');
 }
@@ -272,7 +214,7 @@ function healthNote(w) {
       `Disabled: ${why[w.disabled_reason] || 'disabled'}`);
   }
   const c = w.health;
-  if (!c || c.circuit === 'closed') return null;
+  if (!c || !c.circuit || c.circuit === 'closed') return null;
   const until = c.open_until ? ` until ${localTime(c.open_until)}` : '';
   const label = c.circuit === 'open' ? `Circuit open${until}: deliveries deferred` : 'Circuit half-open: probing';
   return h('div', { class: 'wh-health warn', title: c.last_error || '' },
@@ -291,54 +233,36 @@ async function showHealth(items) {
   }));
 }
 
-/** A table cell; its content is wrapped so the stacked (narrow) layout has label + one block. */
-function cell(label, cls, ...children) {
-  return h('td', { 'data-label': label, class: cls }, h('div', { class: 'cell' }, children));
-}
-
 function row(item, superseded = false) {
   const failed = item.status !== 'success';
   const wh = item.webhook || {};
+  const reload = () => load({ quiet: true });
   return h('tr', { dataset: { id: item.id, deliveryId: item.delivery_id, status: item.status, webhookId: wh.id || '' } },
     cell('Webhook', 'webhook',
-      h('div', { class: 'wh-name' }, wh.name || '—'),
+      wh.id
+        ? h('a', { class: 'wh-name', href: webhookHref(wh.id), title: `Open the webhook ${wh.name || ''}` }, wh.name || '—')
+        : h('div', { class: 'wh-name' }, wh.name || '—'),
       h('div', { class: 'wh-url' }, wh.url || '')),
     cell('Event type', 'event-type', h('span', { class: 'etype' }, item.event_type)),
     cell('Status', 'status',
       badge(item.status),
       h('div', { class: 'meta' }, `attempt ${item.attempt} · ${item.trigger}`)),
-    cell('Response', 'response', responseCell(item)),
+    cell('Response', 'response', responseCell(item),
+      h('div', { class: 'meta duration', title: 'Response time' }, `in ${duration(item.duration_ms)}`)),
     cell('Attempted at', 'attempted-at',
-      h('time', { datetime: item.attempted_at, title: item.attempted_at }, localTime(item.attempted_at)),
-      item.duration_ms != null ? h('div', { class: 'meta' }, `${item.duration_ms} ms`) : null),
+      h('time', { datetime: item.attempted_at, title: item.attempted_at }, localTime(item.attempted_at))),
     cell('Actions', 'actions',
       h('button', {
         type: 'button', class: 'btn small view',
         'aria-label': `View attempt ${item.attempt} of ${item.event_type} to ${wh.name || 'webhook'}`,
-        onclick: (e) => openDetails(item.id, e.currentTarget),
+        onclick: (e) => openDetails(item.id, e.currentTarget, (d, b) => retryOne(d, b, reload)),
       }, 'View'),
       failed && !superseded ? h('button', {
         type: 'button', class: 'btn small danger-outline retry',
         'aria-label': `Retry ${item.event_type} to ${wh.name || 'webhook'}`,
-        onclick: (e) => retryOne(item, e.currentTarget),
+        onclick: (e) => retryOne(item, e.currentTarget, reload),
       }, 'Retry') : null,
       failed && superseded ? h('div', { class: 'meta superseded' }, 'a later attempt succeeded') : null));
-}
-
-function badge(status) {
-  const ok = status === 'success';
-  return h('span', { class: `badge ${ok ? 'success' : 'failed'}` },
-    h('span', { 'aria-hidden': 'true' }, ok ? '✓' : '✕'), ok ? 'Success' : 'Failed');
-}
-
-function responseCell(item) {
-  const parts = [];
-  if (item.response_code != null) {
-    const good = item.response_code >= 200 && item.response_code < 300;
-    parts.push(h('span', { class: `code ${good ? 'ok' : 'bad'}` }, statusText(item.response_code)));
-  }
-  if (item.error) parts.push(h('div', { class: 'err' }, sentence(item.error)));
-  return parts.length ? parts : '—';
 }
 
 function updatePager(next, busy = false) {
@@ -353,292 +277,97 @@ function clearFilters() {
   go({ ...DEFAULTS, sort: state.sort, order: state.order, limit: state.limit }, []);
 }
 
-// ---------------------------------------------------------------- categories
+// ---------------------------------------------------------------- pickers
 
-function addCategory(typeOrCategory) {
-  const c = String(typeOrCategory || '').split('.')[0].trim().toLowerCase();
-  if (!c || categories.has(c)) return;
-  categories.add(c);
-  renderCategories();
+function addCategory(c) {
+  const v = String(c || '').trim().toLowerCase();
+  if (!v || categories.has(v)) return;
+  categories.add(v);
+  renderOptions($('f-category'), categories, 'All categories', state.category, sentence);
 }
 
-function renderCategories() {
-  const select = $('f-category');
-  const current = select.value || state.category;
-  replace(select, h('option', { value: '' }, 'All categories'),
-    [...categories].sort().map((c) => h('option', { value: c }, sentence(c))));
+function addType(t) {
+  const v = String(t || '').trim();
+  if (!v) return;
+  addCategory(v.split('.')[0]);
+  if (eventTypes.has(v)) return;
+  eventTypes.add(v);
+  renderOptions($('f-event-type'), eventTypes, 'All event types', state.event_type, (x) => x);
+}
+
+function renderOptions(select, values, allLabel, wanted, label) {
+  const current = select.value || wanted;
+  replace(select, h('option', { value: '' }, allLabel),
+    [...values].sort().map((v) => h('option', { value: v }, label(v))));
   select.value = current;
 }
 
-/** Adds the categories of recent attempts to the filter (the API has no category list). */
-async function discoverCategories() {
+/** Fills the category and event-type pickers from `GET /api/v1/event-types` (no fixed list). */
+async function loadEventTypes() {
   try {
-    const data = await api(`/deliveries${query({ limit: 200 })}`);
-    for (const it of (data && data.items) || []) addCategory(it.event_type);
-  } catch {
-    // The fixed list and the categories of the rows shown still work.
-  }
-}
-
-// ---------------------------------------------------------------- details
-
-function closeDialogs() {
-  for (const d of [$('details'), $('confirm')]) if (d.open) d.close();
-}
-
-async function openDetails(id, opener) {
-  const dlg = $('details');
-  const body = $('details-body');
-  $('details-title').textContent = 'Delivery attempt';
-  replace(body, h('p', { class: 'state' }, 'Loading…'));
-  dlg.opener = opener;
-  if (!dlg.open) dlg.showModal();
-  try {
-    const d = await api(`/deliveries/${encodeURIComponent(id)}`);
-    renderDetails(d);
+    const data = await api('/event-types');
+    for (const it of (data && data.items) || []) addType(it.type);
   } catch (err) {
-    if (authFailure(err)) return;
-    replace(body, h('p', { class: 'banner error', role: 'alert' }, `Could not load this attempt — ${err.message}`));
+    authFailure(err); // Otherwise the types of the rows shown still fill the pickers.
   }
 }
 
-function headerRows(headers) {
-  const entries = [];
-  if (Array.isArray(headers)) {
-    for (const e of headers) if (Array.isArray(e)) entries.push([e[0], e[1]]);
-  } else if (headers && typeof headers === 'object') {
-    for (const [k, v] of Object.entries(headers)) {
-      for (const one of Array.isArray(v) ? v : [v]) entries.push([k, one]);
-    }
-  }
-  entries.sort((a, b) => String(a[0]).localeCompare(String(b[0])));
-  if (!entries.length) return h('p', { class: 'hint' }, 'No headers recorded.');
-  return h('table', { class: 'headers' }, h('tbody', {},
-    entries.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, typeof v === 'string' ? v : JSON.stringify(v))))));
+// ---------------------------------------------------------------- auto-refresh
+
+function setAutoRefresh(on) {
+  if (autoTimer) clearTimeout(autoTimer);
+  autoTimer = null;
+  $('auto-refresh').checked = on;
+  if (on) tick();
 }
 
-function bodyText(body) {
-  if (body === undefined || body === null) return '';
-  return typeof body === 'string' ? body : pretty(body);
-}
-
-function renderDetails(d) {
-  const wh = d.webhook || {};
-  const failed = d.status !== 'success';
-  $('details-title').textContent = `${wh.name || 'Webhook'} · ${d.event_type}`;
-  const req = d.request || {};
-  const res = d.response;
-  const payloadText = pretty(d.payload);
-  const payloadPre = h('pre', { class: 'block', id: 'payload', tabindex: 0 }, payloadText);
-
-  const copy = h('button', {
-    type: 'button', class: 'btn small', id: 'copy-payload',
-    onclick: async () => {
-      const ok = await copyText(payloadText, payloadPre);
-      copy.textContent = ok ? 'Copied ✓' : 'Selected — press Ctrl+C';
-      setTimeout(() => { copy.textContent = 'Copy payload'; }, 2500);
-    },
-  }, 'Copy payload');
-
-  const summaryList = h('dl', { class: 'summary' },
-    h('dt', {}, 'Status'), h('dd', {}, badge(d.status)),
-    h('dt', {}, 'Response'), h('dd', {}, responseCell(d)),
-    h('dt', {}, 'Attempt'), h('dd', {}, `${d.attempt} (${d.trigger})`),
-    h('dt', {}, 'Attempted at'), h('dd', {}, h('time', { datetime: d.attempted_at, title: d.attempted_at }, localTime(d.attempted_at)), ' ', h('span', { class: 'meta mono' }, d.attempted_at)),
-    h('dt', {}, 'Duration'), h('dd', {}, d.duration_ms != null ? `${d.duration_ms} ms` : '—'),
-    h('dt', {}, 'Webhook'), h('dd', {}, `${wh.name || '—'} `, h('span', { class: 'wh-url' }, wh.url || '')),
-    h('dt', {}, 'Event'), h('dd', { class: 'mono' }, `${d.event_type} · ${d.event_id}`),
-    h('dt', {}, 'Delivery'), h('dd', { class: 'mono' }, d.delivery_id),
-    h('dt', {}, 'Attempt id'), h('dd', { class: 'mono' }, d.id));
-
-  const responseSection = res
-    ? [
-      h('p', {}, 'Status ', h('span', { class: `code ${res.status >= 200 && res.status < 300 ? 'ok' : 'bad'}` }, statusText(res.status))),
-      h('h4', {}, 'Response headers'), headerRows(res.headers),
-      h('h4', {}, 'Response body'),
-      bodyText(res.body)
-        ? h('pre', { class: 'block', id: 'response-body', tabindex: 0 }, bodyText(res.body))
-        : h('p', { class: 'hint', id: 'response-body' }, '(empty body)'),
-      res.body_truncated ? h('p', { class: 'note', id: 'truncated' }, 'Truncated: only the first 64 KiB of this body was stored.') : null,
-      res.headers_truncated ? h('p', { class: 'note' }, 'Headers truncated: only the first 64 headers (16 KiB) were stored.') : null,
-      d.error ? h('p', { class: 'errbox' }, sentence(d.error)) : null,
-    ]
-    : [h('p', { class: 'errbox', id: 'no-response' }, `No response — ${sentence(d.error || 'the request failed before a response came')}`)];
-
-  replace($('details-body'),
-    summaryList,
-    failed ? h('p', {}, h('button', {
-      type: 'button', class: 'btn danger-outline', id: 'details-retry',
-      onclick: (e) => retryOne(d, e.currentTarget),
-    }, 'Retry this delivery')) : null,
-    h('h3', {}, 'Request'),
-    h('p', { class: 'mono', id: 'request-line' }, `${req.method || 'POST'} ${req.url || wh.url || ''}`),
-    h('h4', {}, 'Request headers'), headerRows(req.headers),
-    h('h3', {}, 'Payload', copy),
-    payloadPre,
-    h('h3', {}, 'Response'),
-    responseSection);
-}
-
-// ---------------------------------------------------------------- retries
-
-function toast(text, kind) {
-  const el = h('div', { class: kind ? `toast ${kind}` : 'toast' }, text);
-  $('toasts').append(el);
-  setTimeout(() => el.remove(), kind === 'error' ? 12000 : 7000);
-}
-
-/** The ids of the attempts of `item`'s delivery that exist now (to spot the new one later). */
-async function attemptsOf(item) {
-  const data = await api(`/deliveries${query({ webhook_id: item.webhook && item.webhook.id, limit: 200 })}`);
-  return ((data && data.items) || []).filter((x) => x.delivery_id === item.delivery_id);
-}
-
-async function retryOne(item, button) {
-  const name = (item.webhook && item.webhook.name) || 'webhook';
-  button.disabled = true;
-  button.textContent = 'Retrying…';
-  let known = null;
-  try {
-    known = new Set((await attemptsOf(item)).map((x) => x.id));
-  } catch {
-    known = null; // Only the "result" toast depends on this; the retry itself goes ahead.
-  }
-  try {
-    await api(`/deliveries/${encodeURIComponent(item.id)}/retry`, { method: 'POST' });
-  } catch (err) {
-    if (authFailure(err)) return;
-    toast(`The retry could not be queued — ${err.message}`, 'error');
-    button.disabled = false;
-    button.textContent = 'Retry';
-    return;
-  }
-  button.textContent = 'Queued ✓';
-  toast(`Retry queued: ${item.event_type} to ${name}. Waiting for the result…`);
-  const result = known ? await waitForNewAttempt(item, known) : null;
-  if (result) {
-    const ok = result.status === 'success';
-    toast(`Retry ${ok ? 'succeeded' : 'failed'}: ${item.event_type} to ${name} — ${result.response_code != null ? statusText(result.response_code) : sentence(result.error || '')}`, ok ? 'ok' : 'error');
-  } else {
-    toast('The retry is queued; its result has not shown up yet. Refresh in a moment.');
-  }
-  await load({ quiet: true });
-}
-
-async function waitForNewAttempt(item, known) {
-  const deadline = Date.now() + 20000;
-  while (Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 800));
-    try {
-      const fresh = (await attemptsOf(item)).find((x) => !known.has(x.id));
-      if (fresh) return fresh;
-    } catch (err) {
-      if (authFailure(err)) return null;
-    }
-  }
-  return null;
-}
-
-/**
- * Works out what "Retry all failed" will send: the deliveries matching the current search and
- * category whose latest attempt failed (counted here for the confirmation), and the one bulk
- * request with the same `q` and `category` that retries them.
- */
-async function planBulk() {
-  const latest = new Map();
-  let cursor = '';
-  let capped = false;
-  for (let page = 0; page < COUNT_PAGES; page += 1) {
-    const data = await api(`/deliveries${query({
-      q: state.q, category: state.category, sort: 'attempted_at', order: 'desc', limit: COUNT_PAGE_SIZE, cursor,
-    })}`);
-    for (const it of (data && data.items) || []) {
-      if (!latest.has(it.delivery_id)) latest.set(it.delivery_id, it);
-    }
-    cursor = (data && data.next_cursor) || '';
-    if (!cursor) break;
-    if (page === COUNT_PAGES - 1) capped = true;
-  }
-  const failed = [...latest.values()].filter((it) => it.status !== 'success');
-  // One durable bulk job on the server takes the same search and category as the table.
-  const filter = { status: 'failed' };
-  if (state.category) filter.category = state.category;
-  if (state.q) filter.q = state.q;
-  return { count: failed.length, capped, bulk: [filter], single: [] };
-}
-
-function confirmDialog(text, okLabel) {
-  const dlg = $('confirm');
-  $('confirm-text').textContent = text;
-  $('confirm-ok').textContent = okLabel;
-  dlg.returnValue = '';
-  dlg.showModal();
-  $('confirm-cancel').focus();
-  return new Promise((resolve) => {
-    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
+function tick() {
+  autoTimer = later(AUTO_REFRESH_MS, () => {
+    // A dialog open or a request on its way: skip this round, not the next.
+    if (!document.querySelector('dialog[open]') && !inflight) load({ quiet: true });
+    if ($('auto-refresh').checked) tick();
   });
-}
-
-async function retryAll() {
-  const button = $('retry-all');
-  button.disabled = true;
-  button.textContent = 'Counting…';
-  try {
-    let plan;
-    try {
-      plan = await planBulk();
-    } catch (err) {
-      if (!authFailure(err)) toast(`Could not count the failed deliveries — ${err.message}`, 'error');
-      return;
-    }
-    if (plan.count === 0) {
-      toast('No failed deliveries match the current filters: nothing to retry.');
-      return;
-    }
-    const n = `${plan.count}${plan.capped ? '+' : ''}`;
-    const scope = [state.q && `matching “${state.q}”`, state.category && `in category ${state.category}`].filter(Boolean).join(' ');
-    const ok = await confirmDialog(
-      `${n} failed ${plan.count === 1 ? 'delivery' : 'deliveries'}${scope ? ` ${scope}` : ''} will be sent again now, each once, to its webhook.`,
-      `Retry ${n}`);
-    if (!ok) return;
-    let queued = 0;
-    let skipped = 0;
-    for (const filter of plan.bulk) {
-      const r = await api('/deliveries/retry', { method: 'POST', body: filter });
-      queued += Number((r && r.queued) || 0);
-      skipped += Number((r && r.skipped_disabled) || 0);
-    }
-    for (const it of plan.single) {
-      await api(`/deliveries/${encodeURIComponent(it.id)}/retry`, { method: 'POST' });
-      queued += 1;
-    }
-    const skippedNote = skipped ? ` ${skipped} skipped: their webhook is disabled.` : '';
-    toast(`${queued} ${queued === 1 ? 'retry' : 'retries'} queued.${skippedNote} The table refreshes as results come in.`, 'ok');
-    for (const delay of [1500, 3000, 5000, 8000, 12000, 17000, 23000, 30000]) later(delay, () => load({ quiet: true }));
-  } catch (err) {
-    if (!authFailure(err)) toast(`Retry all failed — ${err.message}`, 'error');
-  } finally {
-    button.disabled = false;
-    button.textContent = 'Retry all failed…';
-  }
 }
 
 // ---------------------------------------------------------------- wiring
 
+function applyFilters(e) {
+  e.preventDefault();
+  clearFieldErrors($('filters'));
+  const code = $('f-code').value.trim();
+  if (code && !/^[1-5][0-9]{2}$/.test(code)) {
+    fieldError($('f-code'), 'A response code is a number from 100 to 599.');
+    return;
+  }
+  const since = fromLocalInput($('f-since').value);
+  const until = fromLocalInput($('f-until').value);
+  if (since && until && since >= until) {
+    fieldError($('f-until'), '“Until” must be after “Since”.');
+    return;
+  }
+  go({
+    ...state,
+    q: $('f-q').value.trim(),
+    category: $('f-category').value,
+    event_type: $('f-event-type').value,
+    status: $('f-status').value,
+    response_code: code,
+    since,
+    until,
+    cursor: '',
+  }, []);
+}
+
 function wire() {
-  $('signin-form').addEventListener('submit', signIn);
-  $('sign-out').addEventListener('click', signOut);
-  $('forbidden-signin').addEventListener('click', () => showSignIn(''));
-  $('filters').addEventListener('submit', (e) => {
-    e.preventDefault();
-    go({ ...state, q: $('f-q').value.trim(), category: $('f-category').value, status: $('f-status').value, cursor: '' }, []);
-  });
-  for (const id of ['f-category', 'f-status']) {
+  $('filters').addEventListener('submit', applyFilters);
+  for (const id of ['f-category', 'f-event-type', 'f-status']) {
     $(id).addEventListener('change', () => $('filters').requestSubmit());
   }
   $('clear').addEventListener('click', clearFilters);
   $('refresh').addEventListener('click', () => load());
-  $('retry-all').addEventListener('click', retryAll);
+  $('auto-refresh').addEventListener('change', (e) => setAutoRefresh(e.target.checked));
+  $('webhook-chip-clear').addEventListener('click', () => go({ ...state, webhook_id: '', cursor: '' }, []));
+  $('retry-all').addEventListener('click', () => retryAll(state, describe, () => load({ quiet: true })));
   $('page-size').addEventListener('change', (e) => go({ ...state, limit: e.target.value, cursor: '' }, []));
   $('prev').addEventListener('click', () => {
     const prev = [...prevStack];
@@ -663,7 +392,7 @@ function wire() {
   window.addEventListener('popstate', (e) => {
     state = readUrl();
     prevStack = e.state && Array.isArray(e.state.prev) ? e.state.prev : [];
-    if (token.get()) {
+    if (active()) {
       syncForm();
       load();
     }
@@ -672,12 +401,24 @@ function wire() {
 
 function boot() {
   wire();
-  renderCategories();
   state = readUrl();
   prevStack = history.state && Array.isArray(history.state.prev) ? history.state.prev : [];
   history.replaceState({ prev: prevStack }, '', urlFor(state));
-  if (token.get()) showLog();
-  else showSignIn('');
+  startSession({
+    view: 'view-log',
+    probe: '/deliveries?limit=1',
+    onShow: () => {
+      syncForm();
+      load();
+      loadEventTypes();
+    },
+    onSignOut: () => {
+      setAutoRefresh(false);
+      if (inflight) inflight.abort();
+      replace($('rows'));
+      setState('');
+    },
+  });
 }
 
 boot();

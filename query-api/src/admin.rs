@@ -1,7 +1,8 @@
-//! The admin page `/admin/webhook-deliveries`: static HTML, CSS and JS modules embedded in the
-//! binary (no CDN, no build step), which call the JSON API with the user's own token.
+//! The admin pages (`/admin/webhook-deliveries`, `/admin/webhooks`, `/admin/settings`,
+//! `/admin/activity`): static HTML, CSS and JS modules embedded in the binary (no CDN, no build
+//! step), which call the JSON API with the user's own token.
 //!
-//! The page needs no server state, so the routes are generic over the router's state and carry
+//! The pages need no server state, so the routes are generic over the router's state and carry
 //! strict security headers: the CSP allows only same-origin scripts, styles, images and fetches
 //! (no inline script at all), so a payload or response body that slipped into the DOM as markup
 //! could still not run.
@@ -22,8 +23,16 @@ use tower_http::set_header::SetResponseHeaderLayer;
 #[folder = "assets/"]
 struct Assets;
 
-/// Where the page lives.
+/// Where the delivery log lives (the page `/admin` leads to).
 pub const PAGE_PATH: &str = "/admin/webhook-deliveries";
+
+/// Each page's path and its HTML file in `assets/`.
+pub const PAGES: [(&str, &str); 4] = [
+    (PAGE_PATH, "index.html"),
+    ("/admin/webhooks", "webhooks.html"),
+    ("/admin/settings", "settings.html"),
+    ("/admin/activity", "activity.html"),
+];
 
 /// The Content-Security-Policy of every admin response.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -43,11 +52,17 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         ),
     ];
     let mut router = Router::new()
-        .route(PAGE_PATH, get(page))
-        .route("/admin/webhook-deliveries/", get(to_page))
         .route("/admin", get(to_page))
         .route("/admin/", get(to_page))
         .route("/admin/assets/{*path}", get(asset));
+    for (path, file) in PAGES {
+        router = router
+            .route(path, get(move |h: HeaderMap| async move { serve(file, &h) }))
+            .route(
+                &format!("{path}/"),
+                get(move || async move { Redirect::permanent(path) }),
+            );
+    }
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::overriding(
             name,
@@ -61,13 +76,9 @@ async fn to_page() -> Redirect {
     Redirect::permanent(PAGE_PATH)
 }
 
-async fn page(headers: HeaderMap) -> Response {
-    serve("index.html", &headers)
-}
-
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
-    // The page itself is only served at its own path, so its URL is the one people share.
-    if path == "index.html" {
+    // A page is only served at its own path, so its URL is the one people share.
+    if path.ends_with(".html") {
         return not_found();
     }
     serve(&path, &headers)
@@ -156,13 +167,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_page_has_no_inline_script_and_loads_nothing_from_elsewhere() {
-        let body = text(get(PAGE_PATH, &[]).await).await;
-        for tag in body.split("<script").skip(1) {
+    async fn every_page_is_served_with_the_headers_and_links_to_the_other_three() {
+        for (path, _) in PAGES {
+            let r = get(path, &[]).await;
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            assert_eq!(r.headers()[header::CONTENT_SECURITY_POLICY], CSP, "{path}");
+            assert_eq!(r.headers()[header::X_FRAME_OPTIONS], "DENY", "{path}");
+            let body = text(r).await;
+            for (other, _) in PAGES {
+                assert!(
+                    body.contains(&format!("href=\"{other}\"")),
+                    "{path} links to {other}"
+                );
+            }
             assert!(
-                tag.trim_start().starts_with("type=\"module\" src=\"/admin/"),
-                "inline or foreign script: {tag}"
+                body.contains("aria-current=\"page\""),
+                "{path} marks itself in the navigation"
             );
+            let slash = get(&format!("{path}/"), &[]).await;
+            assert_eq!(slash.status(), StatusCode::PERMANENT_REDIRECT, "{path}/");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_pages_have_no_inline_script_and_load_nothing_from_elsewhere() {
+        for (path, _) in PAGES {
+            let body = text(get(path, &[]).await).await;
+            for tag in body.split("<script").skip(1) {
+                assert!(
+                    tag.trim_start().starts_with("type=\"module\" src=\"/admin/"),
+                    "inline or foreign script in {path}: {tag}"
+                );
+            }
+            assert!(!body.contains("style=\""), "{path} has an inline style");
         }
         for file in Assets::iter() {
             let data = Assets::get(&file).expect("listed file exists").data;
@@ -208,6 +245,7 @@ mod tests {
             "/admin/assets/../src/admin.rs",
             "/admin/assets/%2e%2e/Cargo.toml",
             "/admin/assets/index.html",
+            "/admin/assets/webhooks.html",
         ] {
             assert_eq!(get(uri, &[]).await.status(), StatusCode::NOT_FOUND, "{uri}");
         }
