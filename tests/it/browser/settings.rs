@@ -75,7 +75,7 @@ async fn an_owner_changes_the_retention_and_finds_it_in_the_activity_log() {
             .await
             .contains("only an owner can change settings")
     );
-    assert_eq!(b.js("return document.getElementById('s-retention').disabled && document.getElementById('settings-save').disabled").await, true);
+    assert_eq!(b.js("return document.getElementById('s-retention').matches(':disabled') && document.getElementById('settings-save').disabled").await, true);
     assert_eq!(
         b.js("return document.getElementById('s-retention').value").await,
         "14d"
