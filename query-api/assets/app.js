@@ -272,7 +272,7 @@ function healthNote(w) {
       `Disabled: ${why[w.disabled_reason] || 'disabled'}`);
   }
   const c = w.health;
-  if (!c || c.circuit === 'closed') return null;
+  if (!c || !c.circuit || c.circuit === 'closed') return null;
   const until = c.open_until ? ` until ${localTime(c.open_until)}` : '';
   const label = c.circuit === 'open' ? `Circuit open${until}: deliveries deferred` : 'Circuit half-open: probing';
   return h('div', { class: 'wh-health warn', title: c.last_error || '' },
