@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod lanes;
 pub mod pace;
 pub mod record;
+pub mod rollup;
 pub mod send;
 pub mod slots;
 pub mod targets;

@@ -15,7 +15,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::send::{AttemptOutcome, AttemptRequest, clean_text};
+use crate::{
+    rollup::{self, RollupSink},
+    send::{AttemptOutcome, AttemptRequest, clean_text},
+};
 
 /// Most records written in one transaction.
 const MAX_BATCH: usize = 500;
@@ -118,6 +121,10 @@ pub fn spawn(ctx: Context, stop: CancellationToken) -> (RecorderHandle, tokio::t
 
 async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationToken) {
     let redis = Arc::new(tokio::sync::Mutex::new(RedisSlot::new(&ctx.config.redis_url)));
+    // The health stats of what is committed, written once a second (see `rollup`).
+    let stats = Arc::new(RollupSink::new());
+    let stats_stop = CancellationToken::new();
+    let stats_task = tokio::spawn(rollup::run(ctx.clone(), stats.clone(), stats_stop.clone()));
     // Two transactions in flight: while one commits (waiting on the WAL flush), the next
     // batch is already being sent, which roughly doubles what one recorder can write.
     let writers = Arc::new(Semaphore::new(WRITERS));
@@ -150,19 +157,27 @@ async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationTok
         let Ok(writer) = writers.clone().acquire_owned().await else {
             break;
         };
-        let (ctx, redis) = (ctx.clone(), redis.clone());
+        let (ctx, redis, stats) = (ctx.clone(), redis.clone(), stats.clone());
         tokio::spawn(async move {
-            finish(&ctx, now, &redis).await;
+            finish(&ctx, now, &redis, &stats).await;
             drop(writer);
         });
     }
     // Every write in flight completes before the recorder reports that it is done.
     let _ = writers.acquire_many(WRITERS as u32).await;
+    stats_stop.cancel();
+    let _ = stats_task.await;
 }
 
 /// Writes a batch, schedules its retries, then tells the jobs waiting for it (they ack).
-async fn finish(ctx: &Context, batch: Vec<Record>, redis: &tokio::sync::Mutex<RedisSlot>) {
+async fn finish(
+    ctx: &Context,
+    batch: Vec<Record>,
+    redis: &tokio::sync::Mutex<RedisSlot>,
+    stats: &RollupSink,
+) {
     let entries = write_with_retry(ctx, &batch).await;
+    stats.add(&batch);
     if !entries.is_empty() {
         ctx.metrics.retries_scheduled.inc_by(entries.len() as u64);
         redis.lock().await.schedule(ctx, &entries).await;

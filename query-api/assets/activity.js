@@ -15,7 +15,7 @@ const KINDS = [
   ['webhook.created', 'Webhook created'], ['webhook.updated', 'Webhook updated'],
   ['webhook.enabled', 'Webhook enabled'], ['webhook.disabled', 'Webhook disabled'],
   ['webhook.deleted', 'Webhook deleted'], ['webhook.secret_rotated', 'Secret rotated'],
-  ['webhook.auto_disabled', 'Webhook auto-disabled'],
+  ['webhook.auto_disabled', 'Webhook auto-disabled'], ['webhook.tested', 'Test event sent'],
   ['circuit.*', 'Circuit opened or closed'], ['circuit.opened', 'Circuit opened'], ['circuit.closed', 'Circuit closed'],
   ['delivery.retried', 'Delivery retried'],
   ['bulk_retry.*', 'Any bulk retry'], ['bulk_retry.requested', 'Bulk retry requested'], ['bulk_retry.finished', 'Bulk retry finished'],

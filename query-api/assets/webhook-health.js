@@ -28,13 +28,12 @@ function circuitBadge(c) {
 function summary(s) {
   if (!s || !('success_rate' in s)) return null;
   const attempts = Number(s.attempts);
-  if (s.success_rate == null || attempts === 0) return h('div', { class: 'rate-line meta' }, 'No attempts in 24 h');
-  const failed = s.failed != null ? Number(s.failed) : null;
+  if (s.success_rate == null || !(attempts > 0)) return h('div', { class: 'rate-line meta' }, 'No attempts in 24 h');
   const rate = Number(s.success_rate);
+  const failed = s.failed != null ? Number(s.failed) : Math.round(attempts * (1 - rate));
   return h('div', { class: 'rate-line' },
     h('span', { class: `rate ${rate < 0.9 ? 'bad' : 'ok'}` }, `${percent(rate)} success`),
-    failed != null ? h('span', { class: 'meta failure-rate' }, ` · ${percent(1 - rate)} failed (${failed} of ${attempts})`) : null,
-    failed == null && Number.isFinite(attempts) ? h('span', { class: 'meta' }, ` · ${attempts} attempts`) : null);
+    h('span', { class: 'meta failure-rate' }, ` · ${percent(1 - rate)} failed (${failed} of ${attempts} ${attempts === 1 ? "attempt" : "attempts"})`));
 }
 
 /** The health cell of a webhook's row; the circuit is fetched when the list item lacks it. */

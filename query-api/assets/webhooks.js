@@ -215,6 +215,7 @@ function wire() {
   wireEditor();
   $('new-webhook').addEventListener('click', (e) => openEditor(null, e.currentTarget));
   $('more').addEventListener('click', () => load({ more: true }));
+  $('refresh').addEventListener('click', () => load());
   $('editor-form').addEventListener('submit', save);
   for (const id of ['editor-close', 'editor-cancel']) $(id).addEventListener('click', () => $('editor').close());
   $('editor').addEventListener('close', () => {

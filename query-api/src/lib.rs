@@ -19,7 +19,9 @@ pub mod retries;
 pub mod serve;
 pub mod settings;
 pub mod state;
+pub mod stats;
 pub mod tokens;
+pub mod webhook_test;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -94,6 +96,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
         .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhook_test::send))
+        .routes(routes!(stats::get))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(tokens::me))

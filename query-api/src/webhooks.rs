@@ -20,6 +20,7 @@ use crate::{
     error::{AppError, AppResult, Problem},
     extract::{ApiJson, ApiQuery, IdPath, truncate},
     state::AppState,
+    stats::{HealthOut, health_of},
 };
 
 /// A webhook as the API shows it.
@@ -56,8 +57,8 @@ pub struct WebhookOut {
     /// The `whpk_` ed25519 public key receivers verify `v1a` signatures with (the newest live
     /// one); null when the scheme has no `v1a`.
     pub public_key: Option<String>,
-    /// The circuit breaker shared by the dispatchers (on `GET /api/v1/webhooks/{id}`; null
-    /// when Redis can't be read).
+    /// The circuit breaker shared by the dispatchers and the last 24 h's attempts and
+    /// success rate (on `GET /api/v1/webhooks` and `GET /api/v1/webhooks/{id}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthOut>,
     pub created_at: String,
@@ -89,27 +90,6 @@ impl WebhookOut {
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
             secret: keys.and_then(|k| k.secret.as_ref()).map(|s| s.expose()),
-        }
-    }
-}
-
-/// A webhook's circuit breaker, shared by every dispatcher.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HealthOut {
-    /// `closed`, `open` or `half_open`.
-    pub circuit: String,
-    pub consecutive_failures: u32,
-    pub open_until: Option<String>,
-    pub last_error: Option<String>,
-}
-
-impl From<hookrelay_shared::circuit::Health> for HealthOut {
-    fn from(h: hookrelay_shared::circuit::Health) -> Self {
-        Self {
-            circuit: h.circuit,
-            consecutive_failures: h.consecutive_failures,
-            open_until: h.open_until.map(rfc3339),
-            last_error: h.last_error,
         }
     }
 }
@@ -310,10 +290,18 @@ pub async fn list(
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = rows.last().filter(|_| more).map(encode_cursor);
-    Ok(Json(WebhookPage {
-        items: rows.into_iter().map(|w| WebhookOut::new(w, None)).collect(),
-        next_cursor,
-    }))
+    let ids: Vec<Uuid> = rows.iter().map(|w| w.id).collect();
+    let mut health = health_of(&state, &ids).await?;
+    let items = rows
+        .into_iter()
+        .map(|w| {
+            let h = health.remove(&w.id);
+            let mut out = WebhookOut::new(w, None);
+            out.health = h;
+            out
+        })
+        .collect();
+    Ok(Json(WebhookPage { items, next_cursor }))
 }
 
 /// Creates a webhook; the answer holds its secret (shown only here and on rotation).
@@ -373,7 +361,7 @@ pub async fn get(
         .await?
         .ok_or_else(|| not_found(id))?;
     let mut out = WebhookOut::new(w, None);
-    out.health = state.health.read(id).await.map(HealthOut::from);
+    out.health = health_of(&state, &[id]).await?.remove(&id);
     Ok(Json(out))
 }
 

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use hookrelay_shared::{Context, activity, db};
+use hookrelay_shared::{Context, activity, db, stats_store};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres, pool::PoolConnection};
 use time::{Date, Duration as TimeDuration, OffsetDateTime, macros::format_description};
@@ -63,6 +63,9 @@ pub struct RowsPurged {
     pub events: i64,
     /// Activity log entries older than the retention.
     pub activity: i64,
+    /// Health-stats rollup rows (`webhook_stats`) older than the retention or than any
+    /// window reads.
+    pub stats: i64,
 }
 
 /// One daily partition found in the catalog.
@@ -213,9 +216,11 @@ pub async fn purge_once(ctx: &Context) -> anyhow::Result<PurgeReport> {
     }
     result?;
     report.rows_purged.activity = activity::purge(&ctx.db, retention_std).await? as i64;
+    report.rows_purged.stats = stats_store::purge(&ctx.db, retention_std).await? as i64;
     report.retention = hookrelay_shared::duration::format_duration(retention_std);
     report.duration_ms = started.elapsed().as_millis() as u64;
     let r = &report.rows_purged;
+    // Rollup rows age out every hour, so they alone don't make a run worth an entry.
     if r.attempts + r.deliveries + r.events + r.activity > 0 || !report.partitions_kept.is_empty() {
         activity::record_logged(
             &ctx.db,
@@ -225,7 +230,8 @@ pub async fn purge_once(ctx: &Context) -> anyhow::Result<PurgeReport> {
             serde_json::json!({
                 "retention": report.retention,
                 "cutoff": report.cutoff,
-                "rows_purged": {"attempts": r.attempts, "deliveries": r.deliveries, "events": r.events, "activity": r.activity},
+                "rows_purged": {"attempts": r.attempts, "deliveries": r.deliveries, "events": r.events, "activity": r.activity,
+                    "stats": r.stats},
                 "partitions_dropped": report.partitions_dropped.len(),
                 "partitions_kept": report.partitions_kept.len(),
             }),

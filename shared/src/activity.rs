@@ -22,6 +22,7 @@ pub mod kind {
     pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
     pub const WEBHOOK_SECRET_ROTATED: &str = "webhook.secret_rotated";
     pub const WEBHOOK_AUTO_DISABLED: &str = "webhook.auto_disabled";
+    pub const WEBHOOK_TESTED: &str = "webhook.tested";
     pub const DELIVERY_RETRIED: &str = "delivery.retried";
     pub const BULK_RETRY_REQUESTED: &str = "bulk_retry.requested";
     pub const BULK_RETRY_FINISHED: &str = "bulk_retry.finished";
@@ -33,7 +34,7 @@ pub mod kind {
     pub const RETENTION_RUN: &str = "retention.run";
 
     /// Every kind, for validating the filter and documenting it.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         WEBHOOK_CREATED,
         WEBHOOK_UPDATED,
         WEBHOOK_DELETED,
@@ -41,6 +42,7 @@ pub mod kind {
         WEBHOOK_DISABLED,
         WEBHOOK_SECRET_ROTATED,
         WEBHOOK_AUTO_DISABLED,
+        WEBHOOK_TESTED,
         DELIVERY_RETRIED,
         BULK_RETRY_REQUESTED,
         BULK_RETRY_FINISHED,

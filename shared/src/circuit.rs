@@ -179,29 +179,19 @@ fn from_ms(ms: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms).checked_mul(1_000_000)?).ok()
 }
 
-/// Reads a webhook's health; a webhook with no state (never failed, or expired) is closed.
-pub async fn read<C: redis::aio::ConnectionLike + Send>(
-    conn: &mut C,
-    ns: &str,
-    webhook_id: Uuid,
-) -> redis::RedisResult<Health> {
-    let (state, fails, open_until, last_error): (Option<String>, Option<u32>, Option<i64>, Option<String>) =
-        redis::cmd("HMGET")
-            .arg(key(ns, webhook_id))
-            .arg("state")
-            .arg("fails")
-            .arg("open_until")
-            .arg("last_error")
-            .query_async(conn)
-            .await?;
-    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+/// The hash fields [`read`] takes, in order.
+const HEALTH_FIELDS: [&str; 4] = ["state", "fails", "open_until", "last_error"];
+
+type HealthFields = (Option<String>, Option<u32>, Option<i64>, Option<String>);
+
+fn health_of((state, fails, open_until, last_error): HealthFields, now_ms: i64) -> Health {
     let circuit = match (state.as_deref(), open_until) {
         // The cool-down is over: the next attempt is the probe.
         (Some("open"), Some(until)) if until <= now_ms => "half_open".to_owned(),
         (Some(s @ ("open" | "half_open")), _) => s.to_owned(),
         _ => "closed".to_owned(),
     };
-    Ok(Health {
+    Health {
         open_until: if circuit == "closed" {
             None
         } else {
@@ -210,5 +200,41 @@ pub async fn read<C: redis::aio::ConnectionLike + Send>(
         circuit,
         consecutive_failures: fails.unwrap_or(0),
         last_error,
-    })
+    }
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Reads a webhook's health; a webhook with no state (never failed, or expired) is closed.
+pub async fn read<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    ns: &str,
+    webhook_id: Uuid,
+) -> redis::RedisResult<Health> {
+    let fields: HealthFields = redis::cmd("HMGET")
+        .arg(key(ns, webhook_id))
+        .arg(&HEALTH_FIELDS[..])
+        .query_async(conn)
+        .await?;
+    Ok(health_of(fields, now_ms()))
+}
+
+/// [`read`] for many webhooks in one round trip (a pipeline), in the order given.
+pub async fn read_many<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    ns: &str,
+    webhook_ids: &[Uuid],
+) -> redis::RedisResult<Vec<Health>> {
+    if webhook_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in webhook_ids {
+        pipe.cmd("HMGET").arg(key(ns, *id)).arg(&HEALTH_FIELDS[..]);
+    }
+    let rows: Vec<HealthFields> = pipe.query_async(conn).await?;
+    let now = now_ms();
+    Ok(rows.into_iter().map(|f| health_of(f, now)).collect())
 }

@@ -90,6 +90,18 @@ async fn every_route_checks_the_token_and_the_role() {
             Need::Owner,
         ),
         (Method::GET, "/api/v1/activity".into(), None, Need::Admin),
+        (
+            Method::POST,
+            format!("/api/v1/webhooks/{missing}/test"),
+            None,
+            Need::Admin,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/webhooks/{hook}/stats?window=7d"),
+            None,
+            Need::Admin,
+        ),
     ];
     let unknown = "hr_thisTokenWasNeverIssuedToAnyoneAtAll000000";
     for (method, path, body, need) in &routes {

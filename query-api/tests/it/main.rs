@@ -10,5 +10,7 @@ mod ops;
 mod options;
 mod portal;
 mod retries;
+mod stats;
 mod support;
+mod test_events;
 mod webhooks;

@@ -210,3 +210,49 @@ async fn retention_uses_the_stored_setting_purges_old_activity_and_records_its_r
     assert_eq!(runs, 1);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn retention_purges_the_stats_rollup_rows_no_window_reads_and_those_past_the_retention() {
+    use hookrelay_shared::stats::Rollup;
+    let env = TestEnv::new().await;
+    let hook = uuid::Uuid::now_v7();
+    let now = OffsetDateTime::now_utc();
+    let mut r = Rollup::default();
+    // Minutes and hours of: now, 2 days ago (minute rows expire after 26 h), 9 days ago (hour
+    // rows after 8 days).
+    for days in [0i64, 2, 9] {
+        r.add(hook, true, now - Duration::from_secs(days as u64 * 86_400), 12);
+    }
+    hookrelay_shared::stats_store::upsert(&env.db, 7, &r)
+        .await
+        .expect("rollup");
+    let rows = |env: &TestEnv| {
+        let db = env.db.clone();
+        async move {
+            sqlx::query_as::<_, (i32, i64)>(
+                "SELECT span_secs, (extract(epoch FROM now() - bucket) / 86400)::int8 AS days
+                 FROM webhook_stats ORDER BY span_secs, bucket DESC",
+            )
+            .fetch_all(&db)
+            .await
+            .expect("rows")
+        }
+    };
+    assert_eq!(rows(&env).await.len(), 6);
+    let ctx = env.context();
+    let report = purge_once(&ctx).await.expect("purge");
+    assert_eq!(
+        report.rows_purged.stats, 3,
+        "2- and 9-day-old minutes, the 9-day-old hour"
+    );
+    assert_eq!(rows(&env).await, [(60, 0), (3600, 0), (3600, 2)]);
+    // A retention of 1 day takes the 2-day-old hour too.
+    sqlx::query("INSERT INTO settings (id, retention_secs, updated_by) VALUES (true, 86400, 'owner')")
+        .execute(&env.db)
+        .await
+        .expect("settings");
+    let report = purge_once(&ctx).await.expect("purge");
+    assert_eq!(report.rows_purged.stats, 1);
+    assert_eq!(rows(&env).await, [(60, 0), (3600, 0)]);
+    env.cleanup().await;
+}

@@ -58,7 +58,8 @@ async fn check_type(b: &Browser, pattern: &str, on: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_admin_creates_a_webhook_copies_its_secret_and_edits_its_event_types_then_deletes_it() {
+async fn an_admin_creates_a_webhook_copies_its_secret_sends_a_test_event_and_edits_its_event_types_then_deletes_it()
+ {
     let mut sys = System::new().await;
     let admin = sys.token(Role::Admin).await;
     let endpoint = Receiver::start().await;
@@ -136,6 +137,36 @@ async fn an_admin_creates_a_webhook_copies_its_secret_and_edits_its_event_types_
         "the copied secret verifies the received signature"
     );
 
+    // Send a test event: it goes through the pipeline, signed, and the row shows it succeeded.
+    row_button(&b, "Billing", "test").await;
+    b.wait(
+        "the test event's success is shown",
+        "const o = document.querySelector('#rows tr[data-id] .test-outcome'); return !!o && o.classList.contains('ok') && o.textContent.startsWith('✓ Test delivered: 200 OK');",
+    )
+    .await;
+    b.screenshot("webhook-tested").await;
+    assert!(
+        endpoint.wait_for(2, WAIT).await,
+        "the endpoint got the test event"
+    );
+    let test = endpoint.received().remove(1);
+    assert_eq!(test.header("x-webhook-event"), Some("webhook.test"));
+    let ts: i64 = test
+        .header("webhook-timestamp")
+        .expect("timestamp")
+        .parse()
+        .expect("a number");
+    assert!(
+        signature::verify(
+            &secret,
+            test.header("webhook-id").expect("id"),
+            ts,
+            &test.body,
+            test.header("webhook-signature").expect("signature")
+        ),
+        "the test event is signed with the same secret"
+    );
+
     // Edit: the event types, picked from the known ones.
     row_button(&b, "Billing", "edit").await;
     b.wait(
@@ -185,7 +216,8 @@ async fn an_admin_creates_a_webhook_copies_its_secret_and_edits_its_event_types_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failing_endpoints_health_shows_its_tripped_circuit_and_a_link_to_its_deliveries() {
+async fn a_failing_endpoints_health_shows_its_failure_rate_its_tripped_circuit_and_a_link_to_its_deliveries()
+{
     let mut sys = System::new().await;
     let admin = sys.token(Role::Admin).await;
     let down = Receiver::start_with(|_| Reply::status(500, "down")).await;
@@ -199,9 +231,32 @@ async fn a_failing_endpoints_health_shows_its_tripped_circuit_and_a_link_to_its_
     }
     sys.publish("fine.event", json!({"i": 0})).await;
     sys.wait_for_attempts(&admin, 6).await;
+    // The 24 h summary is a rollup the dispatcher writes about once a second.
+    let counted = eventually(WAIT, || async {
+        sys.api(&admin, "/webhooks").await["items"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .map(|w| w["health"]["attempts"].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+                    == 6
+            })
+    })
+    .await;
+    assert!(counted, "the list counts the six attempts");
 
     let b = Browser::start(&sys.base).await;
     b.open_signed_in(WEBHOOKS, &admin, LISTED).await;
+    b.wait(
+        "the failing webhook shows its failure rate",
+        "const tr = [...document.querySelectorAll('#rows tr[data-id]')].find(t => t.querySelector('.wh-name').textContent === 'Down'); return !!tr && tr.querySelector('.rate-line').textContent === '0% success · 100% failed (5 of 5 attempts)';",
+    )
+    .await;
+    b.wait(
+        "the healthy one shows its success rate",
+        "const tr = [...document.querySelectorAll('#rows tr[data-id]')].find(t => t.querySelector('.wh-name').textContent === 'Fine'); return !!tr && tr.querySelector('.rate-line').textContent === '100% success · 0% failed (0 of 1 attempt)';",
+    )
+    .await;
     b.wait(
         "the failing webhook shows its tripped circuit",
         // Open, or already half-open: the test environment's open period is short.
