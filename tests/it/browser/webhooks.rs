@@ -271,6 +271,40 @@ async fn a_failing_endpoints_health_shows_its_failure_rate_its_tripped_circuit_a
     b.screenshot("webhooks").await;
     b.screenshot_for_docs("screenshot-webhooks.png").await;
 
+    // Keyboard: the editor opens from the Edit button with Enter, Escape closes it and gives the
+    // focus back.
+    b.js("const tr = [...document.querySelectorAll('#rows tr[data-id]')].find(t => t.querySelector('.wh-name').textContent === 'Fine'); tr.querySelector('button.edit').focus(); return true;").await;
+    b.d()
+        .active_element()
+        .await
+        .expect("focus")
+        .send_keys(Key::Enter)
+        .await
+        .expect("Enter");
+    b.wait("the editor is open", "return document.getElementById('editor').open && document.getElementById('editor-title').textContent === 'Edit Fine'").await;
+    b.d()
+        .active_element()
+        .await
+        .expect("focus")
+        .send_keys(Key::Escape)
+        .await
+        .expect("Escape");
+    b.wait(
+        "Escape closes it and the focus is back on Edit",
+        "return !document.getElementById('editor').open && document.activeElement.classList.contains('edit')",
+    )
+    .await;
+
+    // Narrow window: the rows stack as cards, the navigation wraps, nothing scrolls sideways.
+    b.d().set_window_rect(0, 0, 420, 900).await.expect("resize");
+    b.wait(
+        "the list stacks and fits",
+        "return getComputedStyle(document.querySelector('#rows td')).display === 'grid' && document.documentElement.scrollWidth <= window.innerWidth && [...document.querySelectorAll('nav.pages a')].every(a => a.getBoundingClientRect().right <= window.innerWidth)",
+    )
+    .await;
+    b.screenshot("webhooks-narrow").await;
+    b.d().set_window_rect(0, 0, 1280, 900).await.expect("resize");
+
     row_button(&b, "Down", "deliveries").await;
     b.wait(
         "the log shows that webhook alone",
