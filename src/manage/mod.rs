@@ -1,11 +1,12 @@
 //! The management commands that talk to PostgreSQL (and RabbitMQ for a retry) directly, like
-//! `webhooks create`: `webhooks list|show|update|delete|rotate-secret`,
+//! `webhooks create`: `webhooks list|show|update|delete|rotate-secret|test|stats`,
 //! `deliveries list|show|retry`, `settings show|set`. Tables for people by default, `--json`
 //! for scripts. Changes are written to the activity log with the actor `cli`.
 
 mod deliveries;
 mod output;
 mod settings;
+mod webhook_tools;
 mod webhooks;
 
 use clap::Args;

@@ -1,4 +1,5 @@
-//! `hookrelay webhooks list|show|update|delete|rotate-secret`.
+//! `hookrelay webhooks list|show|update|delete|rotate-secret` (and the dispatch of `test|stats`,
+//! which are in `webhook_tools.rs`).
 
 use clap::Subcommand;
 use hookrelay_shared::{
@@ -68,6 +69,22 @@ pub enum WebhooksManage {
         /// How long the previous secrets keep signing (default 24h, at most 7d; 0s = at once).
         #[arg(long, default_value = "24h")]
         expire_previous_in: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Send a `webhook.test` event to this webhook alone, through the dispatchers (signed,
+    /// recorded, in the log); prints its event and delivery ids.
+    Test {
+        id: Uuid,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Attempts, success rate, response-time percentiles and circuit over a window.
+    Stats {
+        id: Uuid,
+        /// `1h`, `24h` or `7d`.
+        #[arg(long, default_value = "24h")]
+        window: String,
         #[command(flatten)]
         out: Output,
     },
@@ -153,6 +170,10 @@ pub async fn webhooks(command: WebhooksManage, config: &Config, pool: &PgPool) -
             expire_previous_in,
             out,
         } => rotate_secret(pool, id, &expire_previous_in, &out).await,
+        WebhooksManage::Test { id, out } => super::webhook_tools::test(config, pool, id, &out).await,
+        WebhooksManage::Stats { id, window, out } => {
+            super::webhook_tools::stats(config, pool, id, &window, &out).await
+        }
     }
 }
 
