@@ -238,3 +238,19 @@ pub async fn read_many<C: redis::aio::ConnectionLike + Send>(
     let now = now_ms();
     Ok(rows.into_iter().map(|f| health_of(f, now)).collect())
 }
+
+/// [`read`] on a connection of its own (the CLI): `None` when Redis does not answer within
+/// `timeout`.
+pub async fn read_once(
+    redis_url: &str,
+    ns: &str,
+    webhook_id: Uuid,
+    timeout: std::time::Duration,
+) -> Option<Health> {
+    let client = redis::Client::open(redis_url).ok()?;
+    let read = async {
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        read(&mut conn, ns, webhook_id).await.ok()
+    };
+    tokio::time::timeout(timeout, read).await.ok().flatten()
+}

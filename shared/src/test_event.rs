@@ -150,7 +150,8 @@ async fn insert(
 /// `channel` must be in confirm mode ([`crate::amqp::confirm_channel`]).
 pub async fn publish(channel: &lapin::Channel, names: &Names, test: &TestEvent) -> Result<(), PublishError> {
     publish_job(channel, names, &test.job).await?;
-    tracing::info!(delivery_id = %test.delivery_id, event_id = %test.event_id, "test event queued");
+    // Debug: the API logs the request itself, and the CLI's `--json` output is on stdout.
+    tracing::debug!(delivery_id = %test.delivery_id, event_id = %test.event_id, "test event queued");
     Ok(())
 }
 

@@ -284,3 +284,83 @@ async fn the_delivery_log_is_listed_shown_and_retried_from_the_command_line() {
     assert!(err.contains("disabled"), "{err}");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_test_event_is_sent_and_the_stats_shown_from_the_command_line() {
+    use hookrelay_shared::testing::Receiver;
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    let created = json(&run(
+        &env,
+        &[
+            "webhooks",
+            "create",
+            "--name",
+            "Probe",
+            "--url",
+            &receiver.url("/probe"),
+            "--events",
+            "license.assigned",
+        ],
+    ));
+    let id = created["id"].as_str().expect("id").to_owned();
+    /// Kills the dispatcher also when an assertion fails first.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dispatcher = Killed(crate::support::spawn(&env.config, &["dispatcher"]));
+
+    let sent = json(&run(&env, &["webhooks", "test", &id, "--json"]));
+    let event_id = sent["event_id"].as_str().expect("event_id").to_owned();
+    assert!(sent["delivery_id"].is_string(), "{sent}");
+    let arrived = receiver.wait_for(1, std::time::Duration::from_secs(30)).await;
+    let mut stats = Value::Null;
+    for _ in 0..100 {
+        stats = json(&run(
+            &env,
+            &["webhooks", "stats", &id, "--window", "1h", "--json"],
+        ));
+        if stats["attempts"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let table = run(&env, &["webhooks", "stats", &id]);
+    drop(dispatcher);
+    assert!(arrived, "the endpoint got the test event");
+    let got = receiver.received();
+    assert_eq!(got[0].header("webhook-id"), Some(event_id.as_str()));
+    assert_eq!(got[0].header("x-webhook-event"), Some("webhook.test"));
+    assert_eq!(stats["attempts"], 1, "{stats}");
+    assert_eq!(stats["succeeded"], 1, "{stats}");
+    assert_eq!(stats["success_rate"], 1.0, "{stats}");
+    assert_eq!(stats["circuit"], "closed", "{stats}");
+    assert!(
+        table.contains("attempts") && table.contains("100.00 %") && table.contains("24h"),
+        "{table}"
+    );
+    let out = run(&env, &["webhooks", "test", &id]);
+    assert!(out.contains("queued test event evt_"), "{out}");
+    let tested: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM activity WHERE kind = 'webhook.tested' AND actor = 'cli' AND webhook_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&env.db)
+    .await
+    .expect("count");
+    assert_eq!(tested, 2);
+
+    let err = fails(&env, &["webhooks", "stats", &id, "--window", "2h"]);
+    assert!(err.contains("--window"), "{err}");
+    let missing = uuid::Uuid::now_v7().to_string();
+    let err = fails(&env, &["webhooks", "test", &missing]);
+    assert!(err.contains("no webhook"), "{err}");
+    run(&env, &["webhooks", "update", &id, "--disable"]);
+    let err = fails(&env, &["webhooks", "test", &id]);
+    assert!(err.contains("disabled"), "{err}");
+    env.cleanup().await;
+}

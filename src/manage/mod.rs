@@ -1,0 +1,32 @@
+//! The management commands that talk to PostgreSQL (and RabbitMQ for a retry) directly, like
+//! `webhooks create`: `webhooks list|show|update|delete|rotate-secret|test|stats`,
+//! `deliveries list|show|retry`, `settings show|set`. Tables for people by default, `--json`
+//! for scripts. Changes are written to the activity log with the actor `cli`.
+
+mod deliveries;
+mod output;
+mod settings;
+mod webhook_tools;
+mod webhooks;
+
+use clap::Args;
+use hookrelay_shared::activity;
+
+pub use deliveries::{DeliveriesCommand, deliveries};
+pub use settings::{SettingsCommand, settings_command};
+pub use webhooks::{WebhooksManage, webhooks};
+
+/// The activity log's actor for changes made on the command line.
+fn actor() -> activity::Actor {
+    activity::Actor {
+        name: "cli".into(),
+        token_id: None,
+    }
+}
+
+#[derive(Args)]
+pub struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
