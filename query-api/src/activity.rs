@@ -14,8 +14,9 @@ use uuid::Uuid;
 use crate::{
     auth::{Admin, Auth},
     deliveries::parse_time,
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::{ApiQuery, truncate},
+    problems::{BadQuery, NeedsAdmin},
     state::AppState,
 };
 
@@ -134,9 +135,7 @@ type Row = (
     security(("bearer" = [])),
     responses(
         (status = 200, body = ActivityPage),
-        (status = 400, description = "A parameter is invalid (the detail names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
+        BadQuery, NeedsAdmin,
     )
 )]
 pub async fn list(

@@ -21,6 +21,7 @@ use crate::{
     cursor::{Cursor, SortKey, SortValue},
     error::{AppError, AppResult, Problem},
     extract::{ApiQuery, IdPath, truncate},
+    problems::{BadId, BadQuery, NeedsAdmin},
     state::AppState,
 };
 
@@ -651,9 +652,7 @@ pub async fn fetch_page(db: &sqlx::PgPool, lq: &LogQuery) -> AppResult<DeliveryP
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of attempts", body = DeliveryPage),
-        (status = 400, description = "A parameter is invalid (the detail names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
+        BadQuery, NeedsAdmin,
     )
 )]
 pub async fn list(
@@ -723,9 +722,7 @@ struct DetailRow {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The attempt", body = DeliveryDetail),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin,
         (status = 404, description = "No such attempt", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -9,8 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::{ApiQuery, truncate},
+    problems::{BadQuery, NeedsAdmin},
     state::AppState,
 };
 
@@ -51,9 +52,7 @@ pub struct EventTypeParams {
     security(("bearer" = [])),
     responses(
         (status = 200, body = EventTypeList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
+        BadQuery, NeedsAdmin,
     )
 )]
 pub async fn list(

@@ -14,6 +14,7 @@ pub mod event_types;
 pub mod extract;
 pub mod health;
 pub mod ops;
+pub mod problems;
 pub mod publisher;
 pub mod retries;
 pub mod serve;

@@ -17,8 +17,9 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::{ApiJson, ApiQuery, IdPath, truncate},
+    problems::{BadId, BadQuery, Invalid, JsonBody, JsonBodyById, NeedsAdmin, NotFound},
     state::AppState,
 };
 
@@ -283,9 +284,7 @@ fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), AppError> {
     security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        BadQuery, NeedsAdmin,
     )
 )]
 pub async fn list(
@@ -322,12 +321,7 @@ pub async fn list(
     security(("bearer" = [])),
     responses(
         (status = 201, body = WebhookOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (the detail names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        JsonBody, NeedsAdmin,
     )
 )]
 pub async fn create(
@@ -358,10 +352,7 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NotFound,
     )
 )]
 pub async fn get(
@@ -384,13 +375,7 @@ pub async fn get(
     security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        JsonBodyById, NeedsAdmin, NotFound,
     )
 )]
 pub async fn update(
@@ -419,10 +404,7 @@ pub async fn update(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NotFound,
     )
 )]
 pub async fn delete(
@@ -492,11 +474,7 @@ fn parse_overlap(v: Option<&serde_json::Value>) -> AppResult<time::Duration> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The webhook with its new secret", body = WebhookOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        BadId, Invalid, NeedsAdmin, NotFound,
     )
 )]
 pub async fn rotate_secret(
