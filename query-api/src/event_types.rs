@@ -9,8 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult},
-    extract::{ApiQuery, truncate},
+    deliveries::parse_category,
+    error::AppResult,
+    extract::ApiQuery,
     problems::{BadQuery, NeedsAdmin},
     state::AppState,
 };
@@ -60,18 +61,7 @@ pub async fn list(
     _auth: Auth<Admin>,
     ApiQuery(p): ApiQuery<EventTypeParams>,
 ) -> AppResult<Json<EventTypeList>> {
-    let category = p.category.filter(|c| !c.is_empty());
-    if let Some(c) = &category
-        && (c.len() > 128
-            || !c
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'))
-    {
-        return Err(AppError::bad(format!(
-            "category: `{}` is not a category (one lowercase segment [a-z0-9_-]+)",
-            truncate(c, 40)
-        )));
-    }
+    let category = parse_category(p.category.as_deref().filter(|c| !c.is_empty()))?;
     let rows: Vec<(String, String, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
         "SELECT event_type, category, last_seen_at, first_seen FROM event_types
          WHERE $1::text IS NULL OR category = $1 ORDER BY event_type LIMIT $2",

@@ -2,7 +2,6 @@
 //! the answer to create and rotate only. Storage and validation are `hookrelay_shared::webhooks`.
 
 use axum::{Json, extract::State, http::StatusCode};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookrelay_shared::{
     activity,
     event::rfc3339,
@@ -11,12 +10,13 @@ use hookrelay_shared::{
     webhooks::{self, InvalidField, NewWebhook, Webhook, WebhookPatch},
 };
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::{Admin, Auth},
+    cursor::{decode_time_id, encode_time_id},
+    deliveries::parse_limit,
     error::{AppError, AppResult},
     extract::{ApiJson, ApiQuery, IdPath, truncate},
     problems::{BadId, BadQuery, Invalid, JsonBody, JsonBodyById, NeedsAdmin, NotFound},
@@ -263,21 +263,6 @@ fn not_found(id: Uuid) -> AppError {
     AppError::NotFound(format!("no webhook with id {id}"))
 }
 
-fn encode_cursor(w: &Webhook) -> String {
-    let micros = (w.created_at.unix_timestamp_nanos() / 1000) as i64;
-    URL_SAFE_NO_PAD.encode(format!("{micros}:{}", w.id))
-}
-
-fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), AppError> {
-    let bad = || AppError::bad("cursor: not a cursor from this API; use the previous page's next_cursor");
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (micros, id) = text.split_once(':').ok_or_else(bad)?;
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).map_err(|_| bad())?;
-    Ok((t, Uuid::parse_str(id).map_err(|_| bad())?))
-}
-
 /// Live webhooks, oldest first.
 #[utoipa::path(
     get, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "list_webhooks", params(WebhookListParams),
@@ -292,23 +277,15 @@ pub async fn list(
     _auth: Auth<Admin>,
     ApiQuery(p): ApiQuery<WebhookListParams>,
 ) -> AppResult<Json<WebhookPage>> {
-    let limit = match p.limit.as_deref() {
-        None => 50,
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if (1..=200).contains(&n) => n,
-            _ => {
-                return Err(AppError::bad(format!(
-                    "limit: `{}` is not a number from 1 to 200",
-                    truncate(s, 20)
-                )));
-            }
-        },
-    };
-    let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = parse_limit(p.limit.as_deref())?;
+    let after = p.cursor.as_deref().map(decode_time_id).transpose()?;
     let mut rows = webhooks::list(&state.ctx.db, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = rows.last().filter(|_| more).map(encode_cursor);
+    let next_cursor = rows
+        .last()
+        .filter(|_| more)
+        .map(|w| encode_time_id(w.created_at, w.id));
     Ok(Json(WebhookPage {
         items: rows.into_iter().map(|w| WebhookOut::new(w, None)).collect(),
         next_cursor,

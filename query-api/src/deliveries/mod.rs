@@ -19,7 +19,7 @@ pub mod sql;
 
 pub use log::fetch_page;
 pub use params::{
-    Filter, ListParams, LogQuery, MAX_Q_LEN, check_range, parse_category, parse_status, parse_time,
-    utc_in_range,
+    Filter, ListParams, LogQuery, MAX_Q_LEN, check_range, parse_category, parse_limit, parse_status,
+    parse_time, parse_uuid, utc_in_range,
 };
 pub use sql::{QMatch, build_query, push_filter, resolve_q};

@@ -169,6 +169,28 @@ pub fn parse_category(v: Option<&str>) -> Result<Option<String>, AppError> {
     }
 }
 
+/// A page size: [`DEFAULT_LIMIT`] when absent, else 1 to [`MAX_LIMIT`].
+pub fn parse_limit(v: Option<&str>) -> Result<i64, AppError> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(AppError::bad(format!(
+                "limit: `{}` is not a number from 1 to {MAX_LIMIT}",
+                truncate(s, 20)
+            ))),
+        },
+    }
+}
+
+/// An id parameter; not a UUID is a 400 naming `name`.
+pub fn parse_uuid(name: &str, v: Option<&str>) -> Result<Option<Uuid>, AppError> {
+    v.map(|s| {
+        Uuid::parse_str(s).map_err(|_| AppError::bad(format!("{name}: `{}` is not a UUID", truncate(s, 40))))
+    })
+    .transpose()
+}
+
 pub fn check_range(since: Option<OffsetDateTime>, until: Option<OffsetDateTime>) -> Result<(), AppError> {
     match (since, until) {
         (Some(s), Some(u)) if s >= u => Err(AppError::bad("until: must be later than since")),
@@ -187,12 +209,7 @@ impl LogQuery {
             }
             other => other.map(str::to_owned),
         };
-        let webhook_id = nonempty(&p.webhook_id)
-            .map(|s| {
-                Uuid::parse_str(s)
-                    .map_err(|_| AppError::bad(format!("webhook_id: `{}` is not a UUID", truncate(s, 40))))
-            })
-            .transpose()?;
+        let webhook_id = parse_uuid("webhook_id", nonempty(&p.webhook_id))?;
         let response_code = nonempty(&p.response_code)
             .map(|s| match s.parse::<i32>() {
                 Ok(c) if (100..=599).contains(&c) => Ok(c),
@@ -219,18 +236,7 @@ impl LogQuery {
                 )));
             }
         };
-        let limit = match nonempty(&p.limit) {
-            None => DEFAULT_LIMIT,
-            Some(s) => match s.parse::<i64>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(AppError::bad(format!(
-                        "limit: `{}` is not a number from 1 to {MAX_LIMIT}",
-                        truncate(s, 20)
-                    )));
-                }
-            },
-        };
+        let limit = parse_limit(nonempty(&p.limit))?;
         let q = match nonempty(&p.q) {
             Some(q) if q.chars().count() > MAX_Q_LEN => {
                 return Err(AppError::bad(format!("q: longer than {MAX_Q_LEN} characters")));
