@@ -35,8 +35,6 @@ async fn hook(
             url: url.into(),
             event_types: vec![pattern.into()],
             enabled: true,
-            retry_policy: None,
-            secret: None,
             max_in_flight,
             rate_limit,
             ..Default::default()
