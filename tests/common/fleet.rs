@@ -16,7 +16,18 @@ use hookrelay_shared::{
     webhooks::{self, NewWebhook},
 };
 
-use crate::support;
+use crate::{
+    receiver::{Seen, start_receiver},
+    support,
+};
+
+/// The settings of a fleet on [`ok_and_flaky`]: a failed attempt is retried after 1 s, and
+/// `/flaky`'s circuit never opens (it would defer the rest for the cool-down; the breaker has
+/// tests of its own, `tests/it/isolation.rs`).
+pub const RETRY_AT_ONCE: [(&str, &str); 2] = [
+    ("HOOKRELAY_RETRY_SCHEDULE", "1s"),
+    ("HOOKRELAY_CIRCUIT_FAILURES", "1000000"),
+];
 
 struct Proc {
     role: String,
@@ -252,6 +263,16 @@ pub async fn order_webhook(env: &TestEnv, name: &str, url: String) {
     .expect("webhook created");
 }
 
+/// A receiver with two `order.*` webhooks on it: `ok` (answers 200) and `flaky` (fails every
+/// first attempt, so each event reaches it twice).
+pub async fn ok_and_flaky(env: &TestEnv) -> (String, Seen) {
+    let (base, seen) = start_receiver();
+    for path in ["ok", "flaky"] {
+        order_webhook(env, path, format!("{base}/{path}")).await;
+    }
+    (base, seen)
+}
+
 /// Publishes the events `evt_{prefix}_{i}` for `i` in `range` (type `order.paid`), with
 /// confirms; their ids.
 pub async fn publish_orders(env: &TestEnv, prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
@@ -273,4 +294,21 @@ pub async fn count(env: &TestEnv, sql: &'static str) -> i64 {
         .fetch_one(&env.db)
         .await
         .expect("count query")
+}
+
+/// Jobs waiting on `{ns}.deliveries` (-1 when the broker does not say).
+pub async fn jobs_queued(env: &TestEnv) -> i64 {
+    let declared = env
+        .channel()
+        .await
+        .queue_declare(
+            env.names.deliveries_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await;
+    declared.map_or(-1, |q| i64::from(q.message_count()))
 }

@@ -18,8 +18,7 @@ mod receiver;
 #[path = "../common/support.rs"]
 mod support;
 
-use fleet::{Fleet, order_webhook, publish_orders};
-use receiver::{Seen, start_receiver};
+use fleet::{Fleet, RETRY_AT_ONCE, jobs_queued, ok_and_flaky, publish_orders};
 
 use hookrelay_shared::testing::{TestEnv, eventually};
 
@@ -216,25 +215,12 @@ impl Drop for Outage {
 }
 
 /// The fleet under test: two dispatchers and a scheduler, each serving `/readyz` on a port
-/// of its own (printed to its log).
+/// of its own (printed to its log). Outages of the services are under test, not the webhook
+/// circuit breaker ([`RETRY_AT_ONCE`]).
 fn start_fleet(env: &TestEnv) -> Fleet {
-    let mut fleet = Fleet::new(&[
-        ("HOOKRELAY_RETRY_SCHEDULE", "1s"),
-        // Outages of the services are under test, not the webhook circuit breaker.
-        ("HOOKRELAY_CIRCUIT_FAILURES", "1000000"),
-        ("HOOKRELAY_METRICS_ADDR", "127.0.0.1:0"),
-    ]);
+    let mut fleet = Fleet::new(&[&RETRY_AT_ONCE[..], &[("HOOKRELAY_METRICS_ADDR", "127.0.0.1:0")]].concat());
     fleet.start_all(&env.config, &["dispatcher", "dispatcher", "scheduler"]);
     fleet
-}
-
-async fn setup() -> (TestEnv, String, Seen) {
-    let env = TestEnv::new().await;
-    let (base, seen) = start_receiver();
-    for path in ["ok", "flaky"] {
-        order_webhook(&env, path, format!("{base}/{path}")).await;
-    }
-    (env, base, seen)
 }
 
 /// Where the undelivered deliveries are: their states in PostgreSQL, the Redis retry set and
@@ -258,22 +244,7 @@ async fn diagnose(env: &TestEnv) -> String {
         },
         Err(_) => -1,
     };
-    let queued = match env
-        .channel()
-        .await
-        .queue_declare(
-            env.names.deliveries_queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-    {
-        Ok(q) => q.message_count() as i64,
-        Err(_) => -1,
-    };
+    let queued = jobs_queued(env).await;
     let totals: (i64, i64) =
         sqlx::query_as("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries)")
             .fetch_one(&env.db)
@@ -320,7 +291,8 @@ async fn succeeded(env: &TestEnv) -> i64 {
 async fn survives_outage_of(service: Service) {
     let _serial = SERIAL.lock().await;
     const N: usize = 200;
-    let (env, _base, seen) = setup().await;
+    let env = TestEnv::new().await;
+    let (_, seen) = ok_and_flaky(&env).await;
     let mut fleet = start_fleet(&env);
     let mut ids = publish_orders(&env, "before", 0..N).await;
     assert!(

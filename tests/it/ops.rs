@@ -11,7 +11,7 @@ use hookrelay_shared::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    fleet::{Fleet, count, order_webhook, publish_orders},
+    fleet::{Fleet, count, jobs_queued, order_webhook, publish_orders},
     receiver::start_receiver,
 };
 
@@ -95,22 +95,9 @@ async fn after_a_known_scenario_the_metrics_have_exactly_the_expected_values() {
                 .fetch_all(&env.db)
                 .await
                 .expect("deliveries");
-        let q = env
-            .channel()
-            .await
-            .queue_declare(
-                env.names.deliveries_queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .expect("queue");
         panic!(
             "the scenario did not complete: deliveries {rows:?}, {} jobs queued, now {}\n{}",
-            q.message_count(),
+            jobs_queued(&env).await,
             time::OffsetDateTime::now_utc(),
             scrape().await
         );

@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, time::Duration};
 use hookrelay_shared::testing::{TestEnv, eventually};
 
 use crate::{
-    fleet::{Fleet, count, order_webhook, publish_orders},
+    fleet::{Fleet, RETRY_AT_ONCE, count, ok_and_flaky, order_webhook, publish_orders},
     receiver::start_receiver,
 };
 
@@ -32,15 +32,8 @@ async fn settled(env: &TestEnv, sql: &'static str, quiet: Duration) -> i64 {
 async fn three_dispatchers_and_two_schedulers_deliver_every_event_once_and_fire_each_retry_once() {
     const EVENTS: usize = 300;
     let env = TestEnv::new().await;
-    let (base, seen) = start_receiver();
-    order_webhook(&env, "ok", format!("{base}/ok")).await;
-    order_webhook(&env, "flaky", format!("{base}/flaky")).await;
-    // `/flaky` fails every first attempt: its circuit would open and defer the rest for the
-    // cool-down. The breaker has tests of its own (tests/it/isolation.rs); here it stays closed.
-    let mut fleet = Fleet::new(&[
-        ("HOOKRELAY_RETRY_SCHEDULE", "1s"),
-        ("HOOKRELAY_CIRCUIT_FAILURES", "1000000"),
-    ]);
+    let (_, seen) = ok_and_flaky(&env).await;
+    let mut fleet = Fleet::new(&RETRY_AT_ONCE);
     fleet.start_all(
         &env.config,
         &["dispatcher", "dispatcher", "dispatcher", "scheduler", "scheduler"],
@@ -83,15 +76,8 @@ async fn three_dispatchers_and_two_schedulers_deliver_every_event_once_and_fire_
 async fn killing_a_dispatcher_and_a_scheduler_with_sigkill_loses_nothing() {
     const EVENTS: usize = 600;
     let env = TestEnv::new().await;
-    let (base, seen) = start_receiver();
-    order_webhook(&env, "ok", format!("{base}/ok")).await;
-    order_webhook(&env, "flaky", format!("{base}/flaky")).await;
-    // `/flaky` fails every first attempt: its circuit would open and defer the rest for the
-    // cool-down. The breaker has tests of its own (tests/it/isolation.rs); here it stays closed.
-    let mut fleet = Fleet::new(&[
-        ("HOOKRELAY_RETRY_SCHEDULE", "1s"),
-        ("HOOKRELAY_CIRCUIT_FAILURES", "1000000"),
-    ]);
+    let (_, seen) = ok_and_flaky(&env).await;
+    let mut fleet = Fleet::new(&RETRY_AT_ONCE);
     let d0 = fleet.start(&env.config, "dispatcher");
     for role in ["dispatcher", "dispatcher"] {
         fleet.start(&env.config, role);
