@@ -11,10 +11,12 @@ use std::{
 };
 
 use hookrelay_shared::{
-    Config,
+    Config, amqp,
     testing::TestEnv,
     webhooks::{self, NewWebhook},
 };
+
+use serde_json::{Value, json};
 
 use crate::{
     receiver::{Seen, start_receiver},
@@ -276,16 +278,38 @@ pub async fn ok_and_flaky(env: &TestEnv) -> (String, Seen) {
 /// Publishes the events `evt_{prefix}_{i}` for `i` in `range` (type `order.paid`), with
 /// confirms; their ids.
 pub async fn publish_orders(env: &TestEnv, prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    let ch = env.channel().await;
-    let mut ids = Vec::with_capacity(range.len());
-    for i in range {
-        let id = format!("evt_{prefix}_{i}");
-        let body = serde_json::json!({"id": id, "type": "order.paid", "data": {"i": i}});
-        env.publish_raw(&ch, "order.paid", body.to_string().as_bytes())
-            .await;
-        ids.push(id);
+    let events: Vec<(String, &str, Value)> = range
+        .map(|i| (format!("evt_{prefix}_{i}"), "order.paid", json!({"i": i})))
+        .collect();
+    publish_events(env, &events).await;
+    events.into_iter().map(|(id, ..)| id).collect()
+}
+
+/// Publishes `(id, type, data)` events, all at once, and waits for the broker's confirms.
+pub async fn publish_events(env: &TestEnv, events: &[(String, &str, Value)]) {
+    let conn = amqp::connect(&env.config.amqp_url, "test")
+        .await
+        .expect("RabbitMQ");
+    let ch = amqp::confirm_channel(&conn).await.expect("channel");
+    let mut confirms = Vec::with_capacity(events.len());
+    for (id, event_type, data) in events {
+        let body = json!({"id": id, "type": event_type, "data": data});
+        confirms.push(
+            ch.basic_publish(
+                env.names.events_exchange.as_str().into(),
+                (*event_type).into(),
+                Default::default(),
+                body.to_string().as_bytes(),
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("published"),
+        );
     }
-    ids
+    for c in confirms {
+        assert!(c.await.expect("confirm").is_ack());
+    }
+    amqp::close(&conn, 200, "done").await;
 }
 
 /// The one number `sql` (a `SELECT count(*) ...`) returns.

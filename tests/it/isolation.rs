@@ -12,13 +12,12 @@ use std::{
 };
 
 use hookrelay_shared::{
-    amqp,
     testing::{Receiver, Reply, TestEnv, eventually},
     webhooks::{self, NewWebhook, Webhook},
 };
 use tokio::io::AsyncReadExt;
 
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, publish_events};
 
 async fn hook(
     env: &TestEnv,
@@ -46,30 +45,16 @@ async fn hook(
 
 /// Publishes `n` events of `event_type` and waits for the broker's confirms.
 async fn publish(env: &TestEnv, prefix: &str, event_type: &str, n: usize) {
-    let conn = amqp::connect(&env.config.amqp_url, "test")
-        .await
-        .expect("RabbitMQ");
-    let ch = amqp::confirm_channel(&conn).await.expect("channel");
-    let mut confirms = Vec::with_capacity(n);
-    for i in 0..n {
-        let body =
-            serde_json::json!({"id": format!("evt_{prefix}_{i}"), "type": event_type, "data": {"i": i}});
-        confirms.push(
-            ch.basic_publish(
-                env.names.events_exchange.as_str().into(),
-                event_type.into(),
-                Default::default(),
-                body.to_string().as_bytes(),
-                lapin::BasicProperties::default().with_delivery_mode(2),
+    let events: Vec<(String, &str, serde_json::Value)> = (0..n)
+        .map(|i| {
+            (
+                format!("evt_{prefix}_{i}"),
+                event_type,
+                serde_json::json!({"i": i}),
             )
-            .await
-            .expect("published"),
-        );
-    }
-    for c in confirms {
-        assert!(c.await.expect("confirm").is_ack());
-    }
-    amqp::close(&conn, 200, "done").await;
+        })
+        .collect();
+    publish_events(env, &events).await;
 }
 
 async fn count(env: &TestEnv, sql: &str, id: uuid::Uuid) -> i64 {
@@ -78,6 +63,21 @@ async fn count(env: &TestEnv, sql: &str, id: uuid::Uuid) -> i64 {
         .fetch_one(&env.db)
         .await
         .expect("count query")
+}
+
+/// Whether `n` of webhook `id`'s deliveries are in `state` within `within`.
+async fn deliveries_reach(env: &TestEnv, id: uuid::Uuid, state: &str, n: i64, within: Duration) -> bool {
+    eventually(within, || async {
+        let sql = "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = $2";
+        sqlx::query_scalar::<_, i64>(sql)
+            .bind(id)
+            .bind(state)
+            .fetch_one(&env.db)
+            .await
+            .expect("count query")
+            == n
+    })
+    .await
 }
 
 /// `hookrelay` processes, one per role, with short timeouts and cool-downs, and `extra`
@@ -263,16 +263,7 @@ async fn the_circuit_opens_half_opens_and_closes_with_two_dispatchers() {
     })
     .await;
     assert!(closed, "a successful probe closes the circuit");
-    let done = eventually(Duration::from_secs(60), || async {
-        count(
-            &env,
-            "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = 'succeeded'",
-            h.id,
-        )
-        .await
-            == 40
-    })
-    .await;
+    let done = deliveries_reach(&env, h.id, "succeeded", 40, Duration::from_secs(60)).await;
     let deferrals = count(
         &env,
         "SELECT COALESCE(sum(deferrals), 0)::int8 FROM deliveries WHERE webhook_id = $1",
@@ -375,16 +366,7 @@ async fn retry_after_defers_the_whole_webhook_and_410_disables_it() {
     let fleet = start(&env, &quick, &["dispatcher", "scheduler"]);
     publish(&env, "ra", "ra.event", 10).await;
     publish(&env, "gone", "gone.event", 20).await;
-    let all = eventually(Duration::from_secs(30), || async {
-        count(
-            &env,
-            "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = 'succeeded'",
-            h.id,
-        )
-        .await
-            == 10
-    })
-    .await;
+    let all = deliveries_reach(&env, h.id, "succeeded", 10, Duration::from_secs(30)).await;
     let disabled: (bool, Option<String>, bool) = sqlx::query_as(
         "SELECT enabled, disabled_reason, disabled_at IS NOT NULL FROM webhooks WHERE id = $1",
     )
@@ -392,16 +374,7 @@ async fn retry_after_defers_the_whole_webhook_and_410_disables_it() {
     .fetch_one(&env.db)
     .await
     .expect("webhook");
-    let ended = eventually(Duration::from_secs(20), || async {
-        count(
-            &env,
-            "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = 'failed'",
-            h_gone.id,
-        )
-        .await
-            == 20
-    })
-    .await;
+    let ended = deliveries_reach(&env, h_gone.id, "failed", 20, Duration::from_secs(20)).await;
     let error: Option<String> = sqlx::query_scalar(
         "SELECT error FROM deliveries WHERE webhook_id = $1 AND error IS NOT NULL LIMIT 1",
     )
@@ -458,16 +431,7 @@ async fn a_webhook_failing_for_the_disable_window_is_disabled_and_reenabling_cle
     })
     .await;
     assert!(disabled, "every attempt failing for 3 s disables the webhook");
-    let ended = eventually(Duration::from_secs(20), || async {
-        count(
-            &env,
-            "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = 'failed'",
-            h.id,
-        )
-        .await
-            == 5
-    })
-    .await;
+    let ended = deliveries_reach(&env, h.id, "failed", 5, Duration::from_secs(20)).await;
     assert!(
         ended,
         "its waiting deliveries end failed instead of being retried forever"
@@ -518,16 +482,7 @@ async fn a_dispatcher_killed_with_deferred_work_outstanding_loses_nothing() {
     assert!(deferred > 100, "most deliveries wait deferred: {deferred}");
     fleet.sigkill(0);
     fleet.start(&env.config, "dispatcher");
-    let done = eventually(Duration::from_secs(60), || async {
-        count(
-            &env,
-            "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = 'succeeded'",
-            h.id,
-        )
-        .await
-            == 200
-    })
-    .await;
+    let done = deliveries_reach(&env, h.id, "succeeded", 200, Duration::from_secs(60)).await;
     drop(fleet);
     let unique: std::collections::HashSet<String> = rx
         .received()
