@@ -3,7 +3,6 @@
 //! system); see `hookrelay_shared::activity`.
 
 use axum::{Json, extract::State};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookrelay_shared::{activity::kind, event::rfc3339};
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, QueryBuilder};
@@ -13,9 +12,11 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Admin, Auth},
-    deliveries::parse_time,
-    error::{AppError, AppResult, Problem},
+    cursor::{decode_time_id, encode_time_id},
+    deliveries::{parse_limit, parse_time, parse_uuid},
+    error::{AppError, AppResult},
     extract::{ApiQuery, truncate},
+    problems::{BadQuery, NeedsAdmin},
     state::AppState,
 };
 
@@ -87,37 +88,6 @@ fn parse_kind(raw: &str) -> AppResult<KindFilter> {
     )))
 }
 
-fn encode_cursor(at: OffsetDateTime, id: Uuid) -> String {
-    let micros = (at.unix_timestamp_nanos() / 1000) as i64;
-    URL_SAFE_NO_PAD.encode(format!("{micros}:{id}"))
-}
-
-fn decode_cursor(raw: &str) -> AppResult<(OffsetDateTime, Uuid)> {
-    let bad = || AppError::bad("cursor: not a cursor from this API; use the previous page's next_cursor");
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (micros, id) = text.split_once(':').ok_or_else(bad)?;
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).map_err(|_| bad())?;
-    if !(1970..=9999).contains(&t.year()) {
-        return Err(bad());
-    }
-    Ok((t, Uuid::parse_str(id).map_err(|_| bad())?))
-}
-
-fn parse_limit(v: Option<&str>) -> AppResult<i64> {
-    match v {
-        None | Some("") => Ok(50),
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if (1..=200).contains(&n) => Ok(n),
-            _ => Err(AppError::bad(format!(
-                "limit: `{}` is not a number from 1 to 200",
-                truncate(s, 20)
-            ))),
-        },
-    }
-}
-
 type Row = (
     Uuid,
     OffsetDateTime,
@@ -134,9 +104,7 @@ type Row = (
     security(("bearer" = [])),
     responses(
         (status = 200, body = ActivityPage),
-        (status = 400, description = "A parameter is invalid (the detail names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
+        BadQuery, NeedsAdmin,
     )
 )]
 pub async fn list(
@@ -146,12 +114,7 @@ pub async fn list(
 ) -> AppResult<Json<ActivityPage>> {
     let nonempty = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
     let kind = nonempty(&p.kind).map(|k| parse_kind(&k)).transpose()?;
-    let webhook_id = nonempty(&p.webhook_id)
-        .map(|s| {
-            Uuid::parse_str(&s)
-                .map_err(|_| AppError::bad(format!("webhook_id: `{}` is not a UUID", truncate(&s, 40))))
-        })
-        .transpose()?;
+    let webhook_id = parse_uuid("webhook_id", nonempty(&p.webhook_id).as_deref())?;
     let since = parse_time("since", nonempty(&p.since).as_deref())?;
     let until = parse_time("until", nonempty(&p.until).as_deref())?;
     if let (Some(s), Some(u)) = (since, until)
@@ -160,7 +123,7 @@ pub async fn list(
         return Err(AppError::bad("since: must not be after until"));
     }
     let limit = parse_limit(p.limit.as_deref())?;
-    let after = nonempty(&p.cursor).map(|c| decode_cursor(&c)).transpose()?;
+    let after = nonempty(&p.cursor).map(|c| decode_time_id(&c)).transpose()?;
 
     let mut qb: QueryBuilder<Postgres> =
         QueryBuilder::new("SELECT id, at, actor, kind, webhook_id, details FROM activity WHERE true");
@@ -197,7 +160,7 @@ pub async fn list(
     let next_cursor = rows
         .last()
         .filter(|_| more)
-        .map(|(id, at, ..)| encode_cursor(*at, *id));
+        .map(|(id, at, ..)| encode_time_id(*at, *id));
     Ok(Json(ActivityPage {
         items: rows
             .into_iter()

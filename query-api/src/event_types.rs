@@ -9,8 +9,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult, Problem},
-    extract::{ApiQuery, truncate},
+    deliveries::parse_category,
+    error::AppResult,
+    extract::ApiQuery,
+    problems::{BadQuery, NeedsAdmin},
     state::AppState,
 };
 
@@ -51,9 +53,7 @@ pub struct EventTypeParams {
     security(("bearer" = [])),
     responses(
         (status = 200, body = EventTypeList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
+        BadQuery, NeedsAdmin,
     )
 )]
 pub async fn list(
@@ -61,18 +61,7 @@ pub async fn list(
     _auth: Auth<Admin>,
     ApiQuery(p): ApiQuery<EventTypeParams>,
 ) -> AppResult<Json<EventTypeList>> {
-    let category = p.category.filter(|c| !c.is_empty());
-    if let Some(c) = &category
-        && (c.len() > 128
-            || !c
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'))
-    {
-        return Err(AppError::bad(format!(
-            "category: `{}` is not a category (one lowercase segment [a-z0-9_-]+)",
-            truncate(c, 40)
-        )));
-    }
+    let category = parse_category(p.category.as_deref().filter(|c| !c.is_empty()))?;
     let rows: Vec<(String, String, OffsetDateTime, OffsetDateTime)> = sqlx::query_as(
         "SELECT event_type, category, last_seen_at, first_seen FROM event_types
          WHERE $1::text IS NULL OR category = $1 ORDER BY event_type LIMIT $2",

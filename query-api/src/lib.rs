@@ -14,6 +14,7 @@ pub mod event_types;
 pub mod extract;
 pub mod health;
 pub mod ops;
+pub mod problems;
 pub mod publisher;
 pub mod retries;
 pub mod serve;
@@ -88,8 +89,8 @@ impl Modify for BearerAuth {
 /// The API routes with their OpenAPI document, generated from the handlers' annotations.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(deliveries::list))
-        .routes(routes!(deliveries::detail))
+        .routes(routes!(deliveries::log::list))
+        .routes(routes!(deliveries::detail::detail))
         .routes(routes!(retries::retry_one))
         .routes(routes!(retries::retry_bulk))
         .routes(routes!(retries::bulk_job))

@@ -22,6 +22,7 @@ use crate::{
     deliveries::{Filter, check_range, parse_category, parse_status, parse_time, resolve_q},
     error::{AppError, AppResult, Problem},
     extract::{ApiJson, IdPath, truncate},
+    problems::{BadId, JsonBody, NeedsAdmin},
     state::AppState,
 };
 
@@ -39,9 +40,7 @@ pub struct RetryQueued {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Queued; the attempt appears in the log with trigger manual", body = RetryQueued),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin,
         (status = 404, description = "No such attempt or delivery", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The delivery's webhook is disabled or deleted", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "RabbitMQ is unreachable", body = Problem, content_type = "application/problem+json"),
@@ -205,12 +204,7 @@ fn parse_bulk(b: &BulkRetryFilter) -> Result<(Filter, Option<String>), AppError>
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Counted and stored as a job; a worker queues the deliveries in chunks", body = BulkQueued),
-        (status = 400, description = "The body is not JSON or a value is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (the detail names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        JsonBody, NeedsAdmin,
     )
 )]
 pub async fn retry_bulk(
@@ -289,9 +283,7 @@ pub struct BulkJob {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The job", body = BulkJob),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin,
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
     )
 )]

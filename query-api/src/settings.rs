@@ -17,8 +17,9 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::{Admin, Auth, Owner},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::{ApiJson, truncate},
+    problems::{JsonBody, NeedsAdmin, NeedsOwner},
     state::AppState,
 };
 
@@ -100,8 +101,7 @@ fn out(config: &hookrelay_shared::Config, stored: Option<&Stored>) -> SettingsOu
     security(("bearer" = [])),
     responses(
         (status = 200, body = SettingsOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the admin role", body = Problem, content_type = "application/problem+json"),
+        NeedsAdmin,
     )
 )]
 pub async fn get(State(state): State<AppState>, _auth: Auth<Admin>) -> AppResult<Json<SettingsOut>> {
@@ -159,12 +159,7 @@ fn parse_body(body: &serde_json::Value) -> AppResult<(Change<Duration>, Change<R
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The settings now in force", body = SettingsOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the owner role", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A value is invalid (the detail names the field)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        JsonBody, NeedsOwner,
     )
 )]
 pub async fn update(

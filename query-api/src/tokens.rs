@@ -15,6 +15,7 @@ use crate::{
     auth::{Auth, Owner, Viewer},
     error::{AppError, AppResult, Problem},
     extract::{ApiJson, IdPath},
+    problems::{BadId, JsonBody, NeedsOwner, NeedsToken},
     state::AppState,
 };
 
@@ -61,8 +62,7 @@ pub struct TokenCreate {
     get, path = "/api/v1/tokens", tag = "tokens", operation_id = "list_tokens", security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<TokenOut>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the owner role", body = Problem, content_type = "application/problem+json"),
+        NeedsOwner,
     )
 )]
 pub async fn list(State(state): State<AppState>, _auth: Auth<Owner>) -> AppResult<Json<Vec<TokenOut>>> {
@@ -75,12 +75,7 @@ pub async fn list(State(state): State<AppState>, _auth: Auth<Owner>) -> AppResul
     post, path = "/api/v1/tokens", tag = "tokens", operation_id = "create_token", request_body = TokenCreate, security(("bearer" = [])),
     responses(
         (status = 201, body = TokenOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        JsonBody, NeedsOwner,
     )
 )]
 pub async fn create(
@@ -114,9 +109,7 @@ pub async fn create(
     delete, path = "/api/v1/tokens/{id}", tag = "tokens", operation_id = "revoke_token", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsOwner,
         (status = 404, description = "No such live token", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -145,7 +138,7 @@ pub async fn revoke(
     get, path = "/api/v1/me", tag = "tokens", security(("bearer" = [])),
     responses(
         (status = 200, body = TokenOut),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        NeedsToken,
     )
 )]
 pub async fn me(auth: Auth<Viewer>) -> Json<TokenOut> {

@@ -2,7 +2,6 @@
 //! the answer to create and rotate only. Storage and validation are `hookrelay_shared::webhooks`.
 
 use axum::{Json, extract::State, http::StatusCode};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hookrelay_shared::{
     activity,
     event::rfc3339,
@@ -11,14 +10,16 @@ use hookrelay_shared::{
     webhooks::{self, InvalidField, NewWebhook, Webhook, WebhookPatch},
 };
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult, Problem},
+    cursor::{decode_time_id, encode_time_id},
+    deliveries::parse_limit,
+    error::{AppError, AppResult},
     extract::{ApiJson, ApiQuery, IdPath, truncate},
+    problems::{BadId, BadQuery, Invalid, JsonBody, JsonBodyById, NeedsAdmin, NotFound},
     state::AppState,
     stats::{HealthOut, health_of},
 };
@@ -242,30 +243,13 @@ fn not_found(id: Uuid) -> AppError {
     AppError::NotFound(format!("no webhook with id {id}"))
 }
 
-fn encode_cursor(w: &Webhook) -> String {
-    let micros = (w.created_at.unix_timestamp_nanos() / 1000) as i64;
-    URL_SAFE_NO_PAD.encode(format!("{micros}:{}", w.id))
-}
-
-fn decode_cursor(raw: &str) -> Result<(OffsetDateTime, Uuid), AppError> {
-    let bad = || AppError::bad("cursor: not a cursor from this API; use the previous page's next_cursor");
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (micros, id) = text.split_once(':').ok_or_else(bad)?;
-    let micros: i64 = micros.parse().map_err(|_| bad())?;
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).map_err(|_| bad())?;
-    Ok((t, Uuid::parse_str(id).map_err(|_| bad())?))
-}
-
 /// Live webhooks, oldest first.
 #[utoipa::path(
     get, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "list_webhooks", params(WebhookListParams),
     security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        BadQuery, NeedsAdmin,
     )
 )]
 pub async fn list(
@@ -273,23 +257,12 @@ pub async fn list(
     _auth: Auth<Admin>,
     ApiQuery(p): ApiQuery<WebhookListParams>,
 ) -> AppResult<Json<WebhookPage>> {
-    let limit = match p.limit.as_deref() {
-        None => 50,
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if (1..=200).contains(&n) => n,
-            _ => {
-                return Err(AppError::bad(format!(
-                    "limit: `{}` is not a number from 1 to 200",
-                    truncate(s, 20)
-                )));
-            }
-        },
-    };
-    let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = parse_limit(p.limit.as_deref())?;
+    let after = p.cursor.as_deref().map(decode_time_id).transpose()?;
     let mut rows = webhooks::list(&state.ctx.db, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = rows.last().filter(|_| more).map(encode_cursor);
+    let next_cursor = rows.last().filter(|_| more).map(|w| encode_time_id(w.created_at, w.id));
     let ids: Vec<Uuid> = rows.iter().map(|w| w.id).collect();
     let mut health = health_of(&state, &ids).await?;
     let items = rows
@@ -310,12 +283,7 @@ pub async fn list(
     security(("bearer" = [])),
     responses(
         (status = 201, body = WebhookOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (the detail names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        JsonBody, NeedsAdmin,
     )
 )]
 pub async fn create(
@@ -346,10 +314,7 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NotFound,
     )
 )]
 pub async fn get(
@@ -372,13 +337,7 @@ pub async fn get(
     security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        JsonBodyById, NeedsAdmin, NotFound,
     )
 )]
 pub async fn update(
@@ -407,10 +366,7 @@ pub async fn update(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NotFound,
     )
 )]
 pub async fn delete(
@@ -480,11 +436,7 @@ fn parse_overlap(v: Option<&serde_json::Value>) -> AppResult<time::Duration> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The webhook with its new secret", body = WebhookOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        BadId, Invalid, NeedsAdmin, NotFound,
     )
 )]
 pub async fn rotate_secret(

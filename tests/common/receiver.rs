@@ -1,6 +1,6 @@
-//! The webhook receiver of the process tests (`tests/it/ops.rs`, `tests/faults`): its answer
-//! depends on the path and the `x-webhook-attempt` header, so it is per event (the shared
-//! `testing::Receiver` answers by request index). Included by both test binaries with `#[path]`.
+//! The webhook receiver of the process tests (`tests/it/processes.rs`, `tests/it/ops.rs`,
+//! `tests/faults`): its answer depends on the path and the `x-webhook-attempt` header, so it is
+//! per event (the shared `testing::Receiver` answers by request index). Included by both test binaries with `#[path]`.
 
 use std::{
     collections::HashMap,

@@ -7,25 +7,23 @@
 //! service back, on failure and on panic too.
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
+#[path = "../common/fleet.rs"]
+mod fleet;
 #[path = "../common/receiver.rs"]
 mod receiver;
+#[path = "../common/support.rs"]
+mod support;
 
-use receiver::{Seen, start_receiver};
+use fleet::{Fleet, RETRY_AT_ONCE, jobs_queued, ok_and_flaky, publish_orders};
 
-use hookrelay_shared::{
-    Config,
-    testing::{TestEnv, eventually},
-    webhooks::{self, NewWebhook},
-};
+use hookrelay_shared::testing::{TestEnv, eventually};
 
 /// One fault test at a time, whatever `--test-threads` says.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-const BIN: &str = env!("CARGO_BIN_EXE_hookrelay");
 
 /// How long a service stays down: long enough for every connection to break, short enough
 /// not to starve other engineers' tests of the shared service.
@@ -216,150 +214,13 @@ impl Drop for Outage {
     }
 }
 
-/// Processes SIGKILLed when dropped; each logs to its own file (kept when the test fails).
-struct Procs(Vec<(&'static str, Child, std::path::PathBuf)>);
-
-impl Procs {
-    fn start(config: &Config, roles: &[&'static str]) -> Self {
-        let procs = roles
-            .iter()
-            .enumerate()
-            .map(|(i, role)| {
-                let log = std::env::temp_dir().join(format!("hookrelay-fault-{}-{i}.log", config.namespace));
-                let file = std::fs::File::create(&log).expect("log file");
-                let err = file.try_clone().expect("log file");
-                let child = Command::new(BIN)
-                    .arg(role)
-                    .env("HOOKRELAY_DATABASE_URL", &config.database_url)
-                    .env("HOOKRELAY_AMQP_URL", &config.amqp_url)
-                    .env("HOOKRELAY_REDIS_URL", &config.redis_url)
-                    .env("HOOKRELAY_NAMESPACE", &config.namespace)
-                    .env("HOOKRELAY_ALLOW_PRIVATE_TARGETS", "true")
-                    .env("HOOKRELAY_RETRY_SCHEDULE", "1s")
-                    // Outages of the services are under test, not the webhook circuit breaker.
-                    .env("HOOKRELAY_CIRCUIT_FAILURES", "1000000")
-                    .env("HOOKRELAY_REQUEST_TIMEOUT", "2s")
-                    .env("HOOKRELAY_ATTEMPT_LEASE", "4s")
-                    .env("RUST_LOG", "info")
-                    // Every process serves /readyz on a port of its own (printed to its log).
-                    .env("HOOKRELAY_METRICS_ADDR", "127.0.0.1:0")
-                    .env_remove("HOOKRELAY_CONFIG")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::from(file))
-                    .stderr(Stdio::from(err))
-                    .spawn()
-                    .expect("hookrelay starts");
-                (*role, child, log)
-            })
-            .collect();
-        Self(procs)
-    }
-
-    /// None of them exited: they reconnected instead of dying.
-    fn assert_running(&mut self) {
-        let exited = self.0.iter_mut().find_map(|(role, child, _)| {
-            let status = child.try_wait().expect("try_wait")?;
-            Some((*role, status))
-        });
-        if let Some((role, status)) = exited {
-            panic!(
-                "a {role} exited during the fault ({status}); it should have reconnected\n{}",
-                self.logs()
-            );
-        }
-    }
-
-    /// The base URL of process `i`'s operations server, read from its log.
-    async fn ops_url(&self, i: usize) -> String {
-        let log = &self.0[i].2;
-        for _ in 0..300 {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(url) = text.lines().find_map(|l| {
-                l.strip_prefix("hookrelay metrics: ")?
-                    .strip_suffix("/metrics")
-                    .map(str::to_owned)
-            }) {
-                return url;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("process {i} printed no operations address\n{}", self.logs());
-    }
-
-    /// The last lines each process logged.
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for (role, child, log) in &self.0 {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            // Errors and warnings other than slow pool acquisitions, then the last lines.
-            let notable: Vec<&str> = lines
-                .iter()
-                .filter(|l| (l.contains("ERROR") || l.contains("WARN")) && !l.contains("slow threshold"))
-                .copied()
-                .collect();
-            let notable = notable[notable.len().saturating_sub(30)..].join("\n");
-            let tail = lines[lines.len().saturating_sub(10)..].join("\n");
-            let tail = format!("{notable}\n[...]\n{tail}");
-            out.push_str(&format!(
-                "--- {role} (pid {}), {} ---\n{tail}\n",
-                child.id(),
-                log.display()
-            ));
-        }
-        out
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for (_, child, _) in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if !std::thread::panicking() {
-            for (_, _, log) in &self.0 {
-                let _ = std::fs::remove_file(log);
-            }
-        }
-    }
-}
-
-async fn setup() -> (TestEnv, String, Seen) {
-    let env = TestEnv::new().await;
-    let (base, seen) = start_receiver();
-    for path in ["ok", "flaky"] {
-        webhooks::create(
-            &env.db,
-            NewWebhook {
-                name: path.into(),
-                url: format!("{base}/{path}"),
-                event_types: vec!["order.*".into()],
-                enabled: true,
-                retry_policy: None,
-                secret: None,
-                max_in_flight: None,
-                rate_limit: None,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("webhook created");
-    }
-    (env, base, seen)
-}
-
-async fn publish(env: &TestEnv, prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
-    let ch = env.channel().await;
-    let mut ids = vec![];
-    for i in range {
-        let id = format!("evt_{prefix}_{i}");
-        let body = serde_json::json!({"id": id, "type": "order.paid", "data": {"i": i}});
-        env.publish_raw(&ch, "order.paid", body.to_string().as_bytes())
-            .await;
-        ids.push(id);
-    }
-    ids
+/// The fleet under test: two dispatchers and a scheduler, each serving `/readyz` on a port
+/// of its own (printed to its log). Outages of the services are under test, not the webhook
+/// circuit breaker ([`RETRY_AT_ONCE`]).
+fn start_fleet(env: &TestEnv) -> Fleet {
+    let mut fleet = Fleet::new(&[&RETRY_AT_ONCE[..], &[("HOOKRELAY_METRICS_ADDR", "127.0.0.1:0")]].concat());
+    fleet.start_all(&env.config, &["dispatcher", "dispatcher", "scheduler"]);
+    fleet
 }
 
 /// Where the undelivered deliveries are: their states in PostgreSQL, the Redis retry set and
@@ -383,22 +244,7 @@ async fn diagnose(env: &TestEnv) -> String {
         },
         Err(_) => -1,
     };
-    let queued = match env
-        .channel()
-        .await
-        .queue_declare(
-            env.names.deliveries_queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-    {
-        Ok(q) => q.message_count() as i64,
-        Err(_) => -1,
-    };
+    let queued = jobs_queued(env).await;
     let totals: (i64, i64) =
         sqlx::query_as("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries)")
             .fetch_one(&env.db)
@@ -445,9 +291,10 @@ async fn succeeded(env: &TestEnv) -> i64 {
 async fn survives_outage_of(service: Service) {
     let _serial = SERIAL.lock().await;
     const N: usize = 200;
-    let (env, _base, seen) = setup().await;
-    let mut procs = Procs::start(&env.config, &["dispatcher", "dispatcher", "scheduler"]);
-    let mut ids = publish(&env, "before", 0..N).await;
+    let env = TestEnv::new().await;
+    let (_, seen) = ok_and_flaky(&env).await;
+    let mut fleet = start_fleet(&env);
+    let mut ids = publish_orders(&env, "before", 0..N).await;
     assert!(
         eventually(Duration::from_secs(60), || async {
             seen.per_event("/ok", None).len() >= N / 2
@@ -457,8 +304,8 @@ async fn survives_outage_of(service: Service) {
     );
     let ops: Vec<String> = {
         let mut v = vec![];
-        for i in 0..procs.0.len() {
-            v.push(procs.ops_url(i).await);
+        for i in 0..fleet.len() {
+            v.push(fleet.ops_url(i).await);
         }
         v
     };
@@ -482,7 +329,7 @@ async fn survives_outage_of(service: Service) {
             not_ready.push(last);
         }
         tokio::time::sleep_until(until).await;
-        procs.assert_running();
+        fleet.assert_running();
     }
     for (url, (code, body)) in ops.iter().zip(&not_ready) {
         assert!(
@@ -495,13 +342,13 @@ async fn survives_outage_of(service: Service) {
         let back = eventually(Duration::from_secs(60), || async { readyz(url).await.0 == 200 }).await;
         assert!(back, "{url}/readyz ready again after the {service:?} outage");
     }
-    ids.extend(publish(&env, "after", N..2 * N).await);
+    ids.extend(publish_orders(&env, "after", N..2 * N).await);
 
     let done = eventually(Duration::from_secs(150), || async {
         succeeded(&env).await == 4 * N as i64
     })
     .await;
-    procs.assert_running();
+    fleet.assert_running();
     let (ok, flaky) = (seen.per_event("/ok", None), seen.per_event("/flaky", None));
     let missing: Vec<&String> = ids
         .iter()
@@ -516,10 +363,10 @@ async fn survives_outage_of(service: Service) {
             missing.len(),
             missing.first(),
             diagnose(&env).await,
-            procs.logs()
+            fleet.logs()
         );
     }
-    drop(procs);
+    drop(fleet);
     env.cleanup().await;
 }
 

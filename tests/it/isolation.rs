@@ -4,7 +4,6 @@
 //! failure disable the webhook; a SIGKILL with deferred work outstanding loses nothing.
 
 use std::{
-    process::Child,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -13,13 +12,12 @@ use std::{
 };
 
 use hookrelay_shared::{
-    amqp,
     testing::{Receiver, Reply, TestEnv, eventually},
     webhooks::{self, NewWebhook, Webhook},
 };
 use tokio::io::AsyncReadExt;
 
-use crate::support;
+use crate::fleet::{Fleet, publish_events};
 
 async fn hook(
     env: &TestEnv,
@@ -35,8 +33,6 @@ async fn hook(
             url: url.into(),
             event_types: vec![pattern.into()],
             enabled: true,
-            retry_policy: None,
-            secret: None,
             max_in_flight,
             rate_limit,
             ..Default::default()
@@ -49,30 +45,16 @@ async fn hook(
 
 /// Publishes `n` events of `event_type` and waits for the broker's confirms.
 async fn publish(env: &TestEnv, prefix: &str, event_type: &str, n: usize) {
-    let conn = amqp::connect(&env.config.amqp_url, "test")
-        .await
-        .expect("RabbitMQ");
-    let ch = amqp::confirm_channel(&conn).await.expect("channel");
-    let mut confirms = Vec::with_capacity(n);
-    for i in 0..n {
-        let body =
-            serde_json::json!({"id": format!("evt_{prefix}_{i}"), "type": event_type, "data": {"i": i}});
-        confirms.push(
-            ch.basic_publish(
-                env.names.events_exchange.as_str().into(),
-                event_type.into(),
-                Default::default(),
-                body.to_string().as_bytes(),
-                lapin::BasicProperties::default().with_delivery_mode(2),
+    let events: Vec<(String, &str, serde_json::Value)> = (0..n)
+        .map(|i| {
+            (
+                format!("evt_{prefix}_{i}"),
+                event_type,
+                serde_json::json!({"i": i}),
             )
-            .await
-            .expect("published"),
-        );
-    }
-    for c in confirms {
-        assert!(c.await.expect("confirm").is_ack());
-    }
-    amqp::close(&conn, 200, "done").await;
+        })
+        .collect();
+    publish_events(env, &events).await;
 }
 
 async fn count(env: &TestEnv, sql: &str, id: uuid::Uuid) -> i64 {
@@ -83,24 +65,48 @@ async fn count(env: &TestEnv, sql: &str, id: uuid::Uuid) -> i64 {
         .expect("count query")
 }
 
-/// `hookrelay <component>` with short timeouts and cool-downs, and `extra` environment.
-fn spawn(env: &TestEnv, component: &str, extra: &[(&str, &str)]) -> Child {
-    let mut cmd = support::command(&env.config, &[component]);
-    cmd.env("HOOKRELAY_DELIVERY_TIMEOUT", "2s")
-        .env("HOOKRELAY_ATTEMPT_LEASE", "10s")
-        .env("HOOKRELAY_CIRCUIT_COOLDOWN", "2s")
-        .env("HOOKRELAY_CIRCUIT_MAX_COOLDOWN", "4s");
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("hookrelay starts")
+/// Whether `n` of webhook `id`'s deliveries are in `state` within `within`.
+async fn deliveries_reach(env: &TestEnv, id: uuid::Uuid, state: &str, n: i64, within: Duration) -> bool {
+    eventually(within, || async {
+        let sql = "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = $2";
+        sqlx::query_scalar::<_, i64>(sql)
+            .bind(id)
+            .bind(state)
+            .fetch_one(&env.db)
+            .await
+            .expect("count query")
+            == n
+    })
+    .await
 }
 
-fn kill(children: &mut [Child]) {
-    for c in children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+/// `hookrelay` processes, one per role, with short timeouts and cool-downs, and `extra`
+/// environment.
+fn start(env: &TestEnv, extra: &[(&str, &str)], roles: &[&str]) -> Fleet {
+    let short = [
+        ("HOOKRELAY_ATTEMPT_LEASE", "10s"),
+        ("HOOKRELAY_CIRCUIT_COOLDOWN", "2s"),
+        ("HOOKRELAY_CIRCUIT_MAX_COOLDOWN", "4s"),
+    ];
+    let mut fleet = Fleet::new(&[&short[..], extra].concat());
+    fleet.start_all(&env.config, roles);
+    fleet
+}
+
+/// A receiver answering `reply(i)` to its `i`th request, and when each request arrived.
+async fn timed(
+    reply: impl Fn(usize) -> Reply + Send + Sync + 'static,
+) -> (Receiver, Arc<Mutex<Vec<Instant>>>) {
+    let times = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let t = times.clone();
+    let rx = Receiver::start_with(move |i| {
+        if let Ok(mut v) = t.lock() {
+            v.push(Instant::now());
+        }
+        reply(i)
+    })
+    .await;
+    (rx, times)
 }
 
 /// An endpoint that accepts connections and never answers; counts the connections open at
@@ -139,7 +145,7 @@ async fn a_black_hole_holds_only_its_own_slots_and_a_healthy_webhook_keeps_its_p
     let healthy = Receiver::start().await;
     let h_hole = hook(&env, &hole.url, "hole.*", None, None).await;
     let h_ok = hook(&env, &healthy.url("/ok"), "ok.*", None, None).await;
-    let mut children = vec![spawn(&env, "dispatcher", &[]), spawn(&env, "scheduler", &[])];
+    let fleet = start(&env, &[], &["dispatcher", "scheduler"]);
 
     publish(&env, "hole", "hole.event", 1_000).await;
     // The black hole's first requests are hanging now.
@@ -173,7 +179,7 @@ async fn a_black_hole_holds_only_its_own_slots_and_a_healthy_webhook_keeps_its_p
         h_ok.id,
     )
     .await;
-    kill(&mut children);
+    drop(fleet);
     eprintln!(
         "healthy: 1000 in {took:?}; black hole: max {hole_max} connections open, {hole_attempts} attempts, {deferred} deferrals"
     );
@@ -207,11 +213,7 @@ async fn the_circuit_opens_half_opens_and_closes_with_two_dispatchers() {
     let h = hook(&env, &rx.url("/x"), "cb.*", Some(2), None).await;
     // Quick retries, so the deliveries that failed before the circuit opened end soon after.
     let quick = [("HOOKRELAY_RETRY_SCHEDULE", "1s,1s,1s,1s,1s")];
-    let mut children = vec![
-        spawn(&env, "dispatcher", &quick),
-        spawn(&env, "dispatcher", &quick),
-        spawn(&env, "scheduler", &quick),
-    ];
+    let fleet = start(&env, &quick, &["dispatcher", "dispatcher", "scheduler"]);
     let redis = redis::Client::open(env.config.redis_url.as_str())
         .expect("redis url")
         .get_multiplexed_async_connection()
@@ -261,16 +263,7 @@ async fn the_circuit_opens_half_opens_and_closes_with_two_dispatchers() {
     })
     .await;
     assert!(closed, "a successful probe closes the circuit");
-    let done = eventually(Duration::from_secs(60), || async {
-        count(
-            &env,
-            "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = 'succeeded'",
-            h.id,
-        )
-        .await
-            == 40
-    })
-    .await;
+    let done = deliveries_reach(&env, h.id, "succeeded", 40, Duration::from_secs(60)).await;
     let deferrals = count(
         &env,
         "SELECT COALESCE(sum(deferrals), 0)::int8 FROM deliveries WHERE webhook_id = $1",
@@ -286,7 +279,7 @@ async fn the_circuit_opens_half_opens_and_closes_with_two_dispatchers() {
     .fetch_all(&env.db)
     .await
     .expect("activity");
-    kill(&mut children);
+    drop(fleet);
     assert!(done, "every delivery succeeds once the endpoint is back");
     assert!(deferrals > 0, "attempts were deferred while the circuit was open");
     assert_eq!(
@@ -306,21 +299,9 @@ async fn the_circuit_opens_half_opens_and_closes_with_two_dispatchers() {
 #[tokio::test]
 async fn a_rate_limit_holds_across_two_dispatchers_and_deferrals_use_no_retry() {
     let env = TestEnv::new().await;
-    let times = Arc::new(Mutex::new(Vec::<Instant>::new()));
-    let t = times.clone();
-    let rx = Receiver::start_with(move |_| {
-        if let Ok(mut v) = t.lock() {
-            v.push(Instant::now());
-        }
-        Reply::ok()
-    })
-    .await;
+    let (rx, times) = timed(|_| Reply::ok()).await;
     let h = hook(&env, &rx.url("/rl"), "rl.*", None, Some(10.0)).await;
-    let mut children = vec![
-        spawn(&env, "dispatcher", &[]),
-        spawn(&env, "dispatcher", &[]),
-        spawn(&env, "scheduler", &[]),
-    ];
+    let fleet = start(&env, &[], &["dispatcher", "dispatcher", "scheduler"]);
     publish(&env, "rl", "rl.event", 300).await;
     let first = eventually(Duration::from_secs(20), || async { rx.count() > 0 }).await;
     assert!(first, "the first request arrives");
@@ -350,7 +331,7 @@ async fn a_rate_limit_holds_across_two_dispatchers_and_deferrals_use_no_retry() 
         h.id,
     )
     .await;
-    kill(&mut children);
+    drop(fleet);
     eprintln!(
         "rate limit 10/s: {in_window} requests in the first 20 s; deferrals per delivery: max {max_deferrals}, mean {avg_deferrals:.2}"
     );
@@ -370,12 +351,7 @@ async fn a_rate_limit_holds_across_two_dispatchers_and_deferrals_use_no_retry() 
 #[tokio::test]
 async fn retry_after_defers_the_whole_webhook_and_410_disables_it() {
     let env = TestEnv::new().await;
-    let times = Arc::new(Mutex::new(Vec::<Instant>::new()));
-    let t = times.clone();
-    let rx = Receiver::start_with(move |i| {
-        if let Ok(mut v) = t.lock() {
-            v.push(Instant::now());
-        }
+    let (rx, times) = timed(|i| {
         if i == 0 {
             Reply::status(429, "slow down").header("retry-after", "3")
         } else {
@@ -387,22 +363,10 @@ async fn retry_after_defers_the_whole_webhook_and_410_disables_it() {
     let h = hook(&env, &rx.url("/ra"), "ra.*", Some(1), None).await;
     let h_gone = hook(&env, &gone.url("/gone"), "gone.*", Some(1), None).await;
     let quick = [("HOOKRELAY_RETRY_SCHEDULE", "1s,1s,1s")];
-    let mut children = vec![
-        spawn(&env, "dispatcher", &quick),
-        spawn(&env, "scheduler", &quick),
-    ];
+    let fleet = start(&env, &quick, &["dispatcher", "scheduler"]);
     publish(&env, "ra", "ra.event", 10).await;
     publish(&env, "gone", "gone.event", 20).await;
-    let all = eventually(Duration::from_secs(30), || async {
-        count(
-            &env,
-            "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = 'succeeded'",
-            h.id,
-        )
-        .await
-            == 10
-    })
-    .await;
+    let all = deliveries_reach(&env, h.id, "succeeded", 10, Duration::from_secs(30)).await;
     let disabled: (bool, Option<String>, bool) = sqlx::query_as(
         "SELECT enabled, disabled_reason, disabled_at IS NOT NULL FROM webhooks WHERE id = $1",
     )
@@ -410,16 +374,7 @@ async fn retry_after_defers_the_whole_webhook_and_410_disables_it() {
     .fetch_one(&env.db)
     .await
     .expect("webhook");
-    let ended = eventually(Duration::from_secs(20), || async {
-        count(
-            &env,
-            "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = 'failed'",
-            h_gone.id,
-        )
-        .await
-            == 20
-    })
-    .await;
+    let ended = deliveries_reach(&env, h_gone.id, "failed", 20, Duration::from_secs(20)).await;
     let error: Option<String> = sqlx::query_scalar(
         "SELECT error FROM deliveries WHERE webhook_id = $1 AND error IS NOT NULL LIMIT 1",
     )
@@ -429,7 +384,7 @@ async fn retry_after_defers_the_whole_webhook_and_410_disables_it() {
     .expect("error")
     .flatten();
     let gone_requests = gone.count();
-    kill(&mut children);
+    drop(fleet);
     let v = times.lock().map(|v| v.clone()).unwrap_or_default();
     assert!(all, "every delivery succeeds after the pause");
     let gap = v[1].duration_since(v[0]);
@@ -462,10 +417,7 @@ async fn a_webhook_failing_for_the_disable_window_is_disabled_and_reenabling_cle
         ("HOOKRELAY_CIRCUIT_COOLDOWN", "500ms"),
         ("HOOKRELAY_CIRCUIT_MAX_COOLDOWN", "1s"),
     ];
-    let mut children = vec![
-        spawn(&env, "dispatcher", &extra),
-        spawn(&env, "scheduler", &extra),
-    ];
+    let fleet = start(&env, &extra, &["dispatcher", "scheduler"]);
     publish(&env, "down", "down.event", 5).await;
     let disabled = eventually(Duration::from_secs(30), || async {
         sqlx::query_scalar::<_, Option<String>>("SELECT disabled_reason FROM webhooks WHERE id = $1")
@@ -479,16 +431,7 @@ async fn a_webhook_failing_for_the_disable_window_is_disabled_and_reenabling_cle
     })
     .await;
     assert!(disabled, "every attempt failing for 3 s disables the webhook");
-    let ended = eventually(Duration::from_secs(20), || async {
-        count(
-            &env,
-            "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = 'failed'",
-            h.id,
-        )
-        .await
-            == 5
-    })
-    .await;
+    let ended = deliveries_reach(&env, h.id, "failed", 5, Duration::from_secs(20)).await;
     assert!(
         ended,
         "its waiting deliveries end failed instead of being retried forever"
@@ -514,7 +457,7 @@ async fn a_webhook_failing_for_the_disable_window_is_disabled_and_reenabling_cle
     .await
     .expect("update")
     .expect("exists");
-    kill(&mut children);
+    drop(fleet);
     assert!(patched.enabled);
     assert_eq!(patched.disabled_reason, None, "re-enabling clears the reason");
     assert_eq!(patched.disabled_at, None);
@@ -526,8 +469,7 @@ async fn a_dispatcher_killed_with_deferred_work_outstanding_loses_nothing() {
     let env = TestEnv::new().await;
     let rx = Receiver::start().await;
     let h = hook(&env, &rx.url("/k"), "kill.*", None, Some(20.0)).await;
-    let mut dispatcher = vec![spawn(&env, "dispatcher", &[])];
-    let mut scheduler = vec![spawn(&env, "scheduler", &[])];
+    let mut fleet = start(&env, &[], &["dispatcher", "scheduler"]);
     publish(&env, "kill", "kill.event", 200).await;
     let some = eventually(Duration::from_secs(20), || async { rx.count() >= 20 }).await;
     assert!(some, "deliveries start");
@@ -538,20 +480,10 @@ async fn a_dispatcher_killed_with_deferred_work_outstanding_loses_nothing() {
     )
     .await;
     assert!(deferred > 100, "most deliveries wait deferred: {deferred}");
-    kill(&mut dispatcher);
-    let mut dispatcher = vec![spawn(&env, "dispatcher", &[])];
-    let done = eventually(Duration::from_secs(60), || async {
-        count(
-            &env,
-            "SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND state = 'succeeded'",
-            h.id,
-        )
-        .await
-            == 200
-    })
-    .await;
-    kill(&mut dispatcher);
-    kill(&mut scheduler);
+    fleet.sigkill(0);
+    fleet.start(&env.config, "dispatcher");
+    let done = deliveries_reach(&env, h.id, "succeeded", 200, Duration::from_secs(60)).await;
+    drop(fleet);
     let unique: std::collections::HashSet<String> = rx
         .received()
         .iter()

@@ -4,12 +4,17 @@
 mod api;
 mod browser;
 mod cli;
+mod deploy;
+#[path = "../common/fleet.rs"]
+mod fleet;
 mod isolation;
 mod ops;
 mod options;
 mod pipeline;
+mod processes;
 #[path = "../common/receiver.rs"]
 mod receiver;
 mod scheduler;
 mod startup;
+#[path = "../common/support.rs"]
 mod support;

@@ -4,13 +4,12 @@
 use std::{collections::HashSet, process::Child, time::Duration};
 
 use hookrelay_shared::{
-    amqp,
     testing::{Receiver, TestEnv, eventually},
     webhooks::{self, NewWebhook, Webhook},
 };
 use serde_json::{Value, json};
 
-use crate::support;
+use crate::{fleet::publish_events, support};
 
 async fn hook(env: &TestEnv, url: &str, adjust: impl FnOnce(&mut NewWebhook)) -> Webhook {
     let mut new = NewWebhook {
@@ -23,33 +22,6 @@ async fn hook(env: &TestEnv, url: &str, adjust: impl FnOnce(&mut NewWebhook)) ->
     adjust(&mut new);
     new.validate(true).expect("valid webhook");
     webhooks::create(&env.db, new).await.expect("webhook").0
-}
-
-/// Publishes `(id, type, data)` events and waits for the broker's confirms.
-async fn publish(env: &TestEnv, events: &[(String, &str, Value)]) {
-    let conn = amqp::connect(&env.config.amqp_url, "test")
-        .await
-        .expect("RabbitMQ");
-    let ch = amqp::confirm_channel(&conn).await.expect("channel");
-    let mut confirms = Vec::new();
-    for (id, event_type, data) in events {
-        let body = json!({"id": id, "type": event_type, "data": data});
-        confirms.push(
-            ch.basic_publish(
-                env.names.events_exchange.as_str().into(),
-                (*event_type).into(),
-                Default::default(),
-                body.to_string().as_bytes(),
-                lapin::BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .expect("published"),
-        );
-    }
-    for c in confirms {
-        assert!(c.await.expect("confirm").is_ack());
-    }
-    amqp::close(&conn, 200, "done").await;
 }
 
 fn dispatcher(env: &TestEnv) -> Child {
@@ -113,7 +85,7 @@ async fn a_filtered_webhook_gets_only_the_matching_events_and_no_deliveries_for_
     }
     assert!(!want.is_empty() && want.len() < events.len());
     let child = dispatcher(&env);
-    publish(&env, &events).await;
+    publish_events(&env, &events).await;
     let all = plain_rx.wait_for(events.len(), Duration::from_secs(60)).await;
     // The filtered webhook's deliveries were made in the same batches as the plain one's.
     let got_all = eventually(Duration::from_secs(10), || async {
@@ -145,7 +117,7 @@ async fn a_filter_changed_through_patch_applies_to_the_next_events() {
     let rx = Receiver::start().await;
     let w = hook(&env, &rx.url("/"), |w| w.filter = Some(json!({"data.n": 1}))).await;
     let child = dispatcher(&env);
-    publish(
+    publish_events(
         &env,
         &[
             ("evt_p_1".into(), "order.paid", json!({"n": 1})),
@@ -167,7 +139,7 @@ async fn a_filter_changed_through_patch_applies_to_the_next_events() {
         let rx = &rx;
         let id = format!("evt_p_{i}");
         async move {
-            publish(env, &[(id.clone(), "order.paid", json!({"n": 5}))]).await;
+            publish_events(env, &[(id.clone(), "order.paid", json!({"n": 5}))]).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
             ids(rx).contains(&id)
         }
@@ -206,7 +178,7 @@ async fn custom_headers_reach_the_receiver_and_are_stored_and_logged_redacted() 
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("hookrelay starts");
-    publish(&env, &[("evt_headers_1".into(), "order.paid", json!({}))]).await;
+    publish_events(&env, &[("evt_headers_1".into(), "order.paid", json!({}))]).await;
     let got = rx.wait_for(1, Duration::from_secs(30)).await;
     let stored = eventually(Duration::from_secs(10), || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM attempts")
@@ -384,7 +356,7 @@ async fn next_signed(
 ) -> hookrelay_shared::testing::Received {
     for n in 0..100 {
         let id = format!("{prefix}_{n}");
-        publish(env, &[(id.clone(), "order.paid", json!({"n": n}))]).await;
+        publish_events(env, &[(id.clone(), "order.paid", json!({"n": n}))]).await;
         let arrived = eventually(Duration::from_secs(10), || async {
             rx.received()
                 .iter()

@@ -40,10 +40,6 @@ async fn a_dispatcher_killed_mid_batch_loses_no_event_and_no_delivery() {
                 url: rx.url("/"),
                 event_types: vec!["*".into()],
                 enabled: true,
-                retry_policy: None,
-                secret: None,
-                max_in_flight: None,
-                rate_limit: None,
                 ..Default::default()
             },
         )

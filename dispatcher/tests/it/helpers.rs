@@ -61,10 +61,6 @@ pub async fn webhook(
             url: url.into(),
             event_types: patterns.iter().map(|p| p.to_string()).collect(),
             enabled,
-            retry_policy: None,
-            secret: None,
-            max_in_flight: None,
-            rate_limit: None,
             ..Default::default()
         },
     )

@@ -170,10 +170,6 @@ pub async fn webhook(env: &TestEnv, name: &str, url: &str, patterns: &[&str]) ->
             url: url.into(),
             event_types: patterns.iter().map(|s| s.to_string()).collect(),
             enabled: true,
-            retry_policy: None,
-            secret: None,
-            max_in_flight: None,
-            rate_limit: None,
             ..Default::default()
         },
     )

@@ -59,10 +59,6 @@ async fn webhook(env: &TestEnv, url: String) {
             url,
             event_types: vec!["license.*".into()],
             enabled: true,
-            retry_policy: None,
-            secret: None,
-            max_in_flight: None,
-            rate_limit: None,
             ..Default::default()
         },
     )

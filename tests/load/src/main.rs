@@ -287,10 +287,6 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
                 url: format!("http://{hole}/hole"),
                 event_types: vec![format!("hole.t{i}")],
                 enabled: true,
-                retry_policy: None,
-                secret: None,
-                max_in_flight: None,
-                rate_limit: None,
                 ..Default::default()
             },
         )
@@ -306,10 +302,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
                     url: format!("http://{addr}/hook/{i}"),
                     event_types: vec!["load.*".into()],
                     enabled: true,
-                    retry_policy: None,
-                    secret: None,
                     max_in_flight: args.max_in_flight,
-                    rate_limit: None,
                     ..Default::default()
                 },
             )

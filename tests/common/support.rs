@@ -1,4 +1,5 @@
-//! Helpers for running the real `hookrelay` binary as a child process.
+//! Helpers for running the real `hookrelay` binary as a child process. Included by both test
+//! binaries (`tests/it`, `tests/faults`) with `#[path]`.
 #![allow(dead_code)] // each test module uses a different subset
 
 use std::process::{Child, Command, Stdio};
