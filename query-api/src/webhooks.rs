@@ -262,7 +262,10 @@ pub async fn list(
     let mut rows = webhooks::list(&state.ctx.db, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = rows.last().filter(|_| more).map(|w| encode_time_id(w.created_at, w.id));
+    let next_cursor = rows
+        .last()
+        .filter(|_| more)
+        .map(|w| encode_time_id(w.created_at, w.id));
     let ids: Vec<Uuid> = rows.iter().map(|w| w.id).collect();
     let mut health = health_of(&state, &ids).await?;
     let items = rows
