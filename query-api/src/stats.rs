@@ -20,6 +20,7 @@ use crate::{
     auth::{Admin, Auth},
     error::{AppError, AppResult, Problem},
     extract::{ApiQuery, IdPath, truncate},
+    problems::{NeedsAdmin, NotFound},
     state::AppState,
 };
 
@@ -127,9 +128,7 @@ pub struct StatsOut {
     responses(
         (status = 200, body = StatsOut),
         (status = 400, description = "A bad id or window (the detail names it)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        NeedsAdmin, NotFound,
     )
 )]
 pub async fn get(

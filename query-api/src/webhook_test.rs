@@ -15,6 +15,7 @@ use crate::{
     auth::{Admin, Auth},
     error::{AppError, AppResult, Problem},
     extract::IdPath,
+    problems::{BadId, NeedsAdmin, NotFound},
     state::AppState,
 };
 
@@ -35,10 +36,7 @@ pub struct TestSent {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Stored and queued; a dispatcher makes the attempt", body = TestSent),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NotFound,
         (status = 409, description = "The webhook is disabled", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "RabbitMQ is unreachable", body = Problem, content_type = "application/problem+json"),
     )
