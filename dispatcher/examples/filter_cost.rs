@@ -8,6 +8,7 @@ use std::time::Instant;
 use hookrelay_dispatcher::targets::TargetCache;
 use hookrelay_shared::{
     event::parse_event,
+    testing,
     webhooks::{Target, Webhook},
 };
 use serde_json::json;
@@ -16,25 +17,12 @@ use time::OffsetDateTime;
 const ROUNDS: u32 = 200_000;
 
 fn target(filter: Option<serde_json::Value>) -> Target {
-    let now = OffsetDateTime::now_utc();
     Target {
         webhook: Webhook {
-            id: uuid::Uuid::now_v7(),
             name: "bench".into(),
-            url: "http://127.0.0.1:9/".into(),
-            event_types: vec!["license.*".into()],
-            enabled: true,
-            retry_policy: None,
             max_in_flight: 32,
-            rate_limit: None,
-            disabled_reason: None,
-            disabled_at: None,
             filter,
-            headers: Default::default(),
-            signature_scheme: Default::default(),
-            public_key: None,
-            created_at: now,
-            updated_at: now,
+            ..testing::webhook("license.*")
         },
         keys: Default::default(),
     }

@@ -8,11 +8,8 @@
 //! else is deferred, so a stuck endpoint holds its own slots and nothing more.
 
 use std::{
-    collections::{HashMap, VecDeque},
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::{AtomicUsize, Ordering},
-    },
+    collections::VecDeque,
+    sync::{Arc, Mutex, MutexGuard, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -26,20 +23,15 @@ use crate::{
     slots::{Slot, Slots},
 };
 
-/// The longest an attempt waits in a lane's queue before it is deferred instead.
-pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(1);
-/// How old this replica's view of a webhook's shared state may get before it is re-read.
-pub const VIEW_TTL: Duration = Duration::from_secs(1);
+#[path = "lane_map.rs"]
+mod map;
+#[path = "lane_state.rs"]
+mod state;
 
-/// The longest queue a lane keeps: enough for several intake batches at full speed.
-fn queue_cap(max_in_flight: u32) -> usize {
-    (max_in_flight as usize).saturating_mul(256).clamp(256, 16_384)
-}
-
-/// A lane whose requests take less than this on average queues up to its bound.
-const FAST_REQUEST_MS: f64 = 250.0;
-/// A lane none of whose requests ended for this long is not moving its queue.
-const STALLED: Duration = Duration::from_millis(250);
+pub use map::Lanes;
+use map::Shared;
+use state::{FAST_REQUEST_MS, State, queue_cap};
+pub use state::{MAX_QUEUE_WAIT, VIEW_TTL};
 
 /// One attempt to make, with what admission needs to know.
 pub struct Attempt {
@@ -78,86 +70,6 @@ pub struct Moves {
     pub start: Vec<(Attempt, Slot)>,
     /// With the time (Unix ms) to come back at and the reason.
     pub defer: Vec<(Attempt, i64, &'static str)>,
-}
-
-struct State {
-    in_flight: u32,
-    queue: VecDeque<(Attempt, Instant)>,
-    view: View,
-    view_at: Option<Instant>,
-    refreshing: bool,
-    /// Moving average of this webhook's request duration (ms).
-    avg_ms: f64,
-    /// The latest time an `in_flight` deferral was given, so the next is spread after it.
-    horizon_ms: i64,
-    /// When a request of this lane last ended (or, before any has, when the first started).
-    progress_at: Option<Instant>,
-    /// How many of this lane's queued attempts count in the process's backlog.
-    counted: usize,
-    /// This lane is in the list of lanes waiting for a process slot.
-    starved: bool,
-}
-
-impl State {
-    /// Whether this lane's queue is the process's backlog rather than the endpoint's own: its
-    /// requests are fast, and it is moving (one ended just now) or has nothing in flight (it
-    /// waits for a process slot, not for its endpoint). A lane that stalls (no answer yet, or
-    /// none lately) keeps its queue to itself, so it never pauses intake for everyone; its
-    /// queue is bounded by its own rules and deferred after [`MAX_QUEUE_WAIT`].
-    fn counts(&self, now: Instant) -> bool {
-        self.avg_ms > 0.0
-            && self.avg_ms < FAST_REQUEST_MS
-            && (self.in_flight == 0
-                || self
-                    .progress_at
-                    .is_some_and(|t| now.saturating_duration_since(t) < STALLED))
-    }
-
-    /// Whether what waits at the front of the queue has waited too long and should be
-    /// deferred: only when this lane (its cap, its slow or stalled endpoint) holds it back.
-    /// A fast lane below its cap waits for a process slot instead: the process is behind, the
-    /// endpoint is not, and intake pauses on the backlog meanwhile.
-    fn expired(&self, a: &Attempt, queued_at: Instant, now: Instant) -> bool {
-        !a.manual()
-            && now.duration_since(queued_at) > MAX_QUEUE_WAIT
-            && (self.in_flight >= a.cap() || !self.counts(now))
-    }
-
-    /// How long this lane's requests have been hanging: since the last one ended (or the first
-    /// started), while any is in flight.
-    fn hanging_ms(&self, now: Instant) -> f64 {
-        match self.progress_at {
-            Some(t) if self.in_flight > 0 => now.saturating_duration_since(t).as_secs_f64() * 1000.0,
-            _ => 0.0,
-        }
-    }
-
-    /// When an attempt that found no free slot should come back: after about one request's
-    /// time — the average, or how long the requests in flight have been hanging if longer (a
-    /// lane with no answer yet has no average), at most the request timeout — and each one
-    /// later than the last by a slot's share of that, so a backlog returns spread at the rate
-    /// the endpoint takes it rather than all at once, and an endpoint that never answers is
-    /// not asked again every few milliseconds.
-    fn in_flight_deferral(&mut self, now_ms: i64, cap: u32, timeout_ms: f64) -> i64 {
-        let est = self
-            .avg_ms
-            .max(self.hanging_ms(Instant::now()))
-            .clamp(50.0, timeout_ms.max(50.0));
-        let at = (now_ms + est as i64).max(self.horizon_ms);
-        let at = at.min(now_ms + 600_000);
-        self.horizon_ms = at + (est / f64::from(cap.max(1))) as i64;
-        at
-    }
-}
-
-/// What every lane of a process shares.
-struct Shared {
-    /// Attempts queued in every lane of the process that count as its backlog.
-    backlog: AtomicUsize,
-    /// Lanes with attempts waiting for a process slot (not for one of their own), in order.
-    starved: Mutex<VecDeque<Uuid>>,
-    /// The request timeout (ms): the longest an `in_flight` deferral waits.
-    timeout_ms: f64,
 }
 
 /// One webhook's lane.
@@ -438,107 +350,6 @@ impl Lane {
                 }
             }
         }
-    }
-}
-
-/// Every lane of this dispatcher.
-pub struct Lanes {
-    map: Mutex<HashMap<Uuid, Arc<Lane>>>,
-    shared: Arc<Shared>,
-}
-
-impl Default for Lanes {
-    fn default() -> Self {
-        Self::new(Duration::from_secs(10))
-    }
-}
-
-impl Lanes {
-    /// Lanes for requests that time out after `request_timeout`.
-    pub fn new(request_timeout: Duration) -> Self {
-        Self {
-            map: Mutex::new(HashMap::new()),
-            shared: Arc::new(Shared {
-                backlog: AtomicUsize::new(0),
-                starved: Mutex::new(VecDeque::new()),
-                timeout_ms: request_timeout.as_secs_f64() * 1000.0,
-            }),
-        }
-    }
-
-    pub fn get(&self, webhook_id: Uuid) -> Arc<Lane> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(webhook_id)
-            .or_insert_with(|| {
-                Arc::new(Lane {
-                    webhook_id,
-                    shared: self.shared.clone(),
-                    disabled_at: Mutex::new(None),
-                    state: Mutex::new(State {
-                        in_flight: 0,
-                        queue: VecDeque::new(),
-                        view: View::default(),
-                        view_at: None,
-                        refreshing: false,
-                        avg_ms: 0.0,
-                        horizon_ms: 0,
-                        progress_at: None,
-                        counted: 0,
-                        starved: false,
-                    }),
-                })
-            })
-            .clone()
-    }
-
-    /// Attempts waiting in all queues that count as the process's backlog.
-    pub fn backlog(&self) -> usize {
-        self.shared.backlog.load(Ordering::Relaxed)
-    }
-
-    /// How many lanes wait for a process slot.
-    pub fn starved_len(&self) -> usize {
-        self.shared
-            .starved
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-    }
-
-    /// The lane that has waited longest for a process slot. It leaves the list; the caller
-    /// must [`Lane::pump`] it (which lists it again if it still finds no slot), or it would
-    /// never be listed again.
-    pub fn next_starved(&self) -> Option<Arc<Lane>> {
-        loop {
-            let id = self
-                .shared
-                .starved
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front()?;
-            if let Some(lane) = self.find(id) {
-                return Some(lane);
-            }
-        }
-    }
-
-    /// Every lane (the sweeper walks them).
-    pub fn all(&self) -> Vec<Arc<Lane>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    /// The lane of a webhook if it has one (tests).
-    pub fn find(&self, webhook_id: Uuid) -> Option<Arc<Lane>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&webhook_id)
-            .cloned()
     }
 }
 

@@ -9,21 +9,10 @@ fn attempt(cap: u32, trigger: Trigger) -> Attempt {
     let now = OffsetDateTime::now_utc();
     let webhook = Webhook {
         id: Uuid::nil(),
-        name: "w".into(),
-        url: "http://127.0.0.1:9/".into(),
-        event_types: vec!["*".into()],
-        enabled: true,
-        retry_policy: None,
         max_in_flight: cap,
-        rate_limit: None,
-        disabled_reason: None,
-        disabled_at: None,
-        filter: None,
-        headers: Default::default(),
-        signature_scheme: Default::default(),
-        public_key: None,
         created_at: now,
         updated_at: now,
+        ..hookrelay_shared::testing::webhook("*")
     };
     let req = AttemptRequest {
         delivery_id: Uuid::now_v7(),

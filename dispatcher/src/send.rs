@@ -236,17 +236,22 @@ fn headers_json(headers: &HeaderMap) -> Value {
     let mut map = Map::new();
     for (name, value) in headers {
         let v = clean_text(&String::from_utf8_lossy(value.as_bytes()));
-        match map.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&v);
-            }
-            _ => {
-                map.insert(name.as_str().to_owned(), Value::String(v));
-            }
-        }
+        join_header(&mut map, name.as_str(), v);
     }
     Value::Object(map)
+}
+
+/// Adds a header to the JSON object; a repeated name's values are joined with `, `.
+fn join_header(map: &mut Map<String, Value>, name: &str, value: String) {
+    match map.get_mut(name) {
+        Some(Value::String(existing)) => {
+            existing.push_str(", ");
+            existing.push_str(&value);
+        }
+        _ => {
+            map.insert(name.to_owned(), Value::String(value));
+        }
+    }
 }
 
 /// The stored request headers with the webhook's custom header values replaced by `***`.
@@ -278,15 +283,7 @@ fn capped_headers_json(headers: &HeaderMap) -> (Value, bool) {
             continue;
         }
         bytes += cost;
-        match map.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&v);
-            }
-            _ => {
-                map.insert(name.as_str().to_owned(), Value::String(v));
-            }
-        }
+        join_header(&mut map, name.as_str(), v);
     }
     (Value::Object(map), cut)
 }

@@ -198,31 +198,15 @@ async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
 mod tests {
     use hookrelay_shared::webhooks::Webhook;
     use serde_json::json;
-    use time::OffsetDateTime;
     use uuid::Uuid;
 
     use super::*;
 
     fn target(pattern: &str, filter: Option<serde_json::Value>) -> Target {
-        let now = OffsetDateTime::now_utc();
         Target {
             webhook: Webhook {
-                id: Uuid::now_v7(),
-                name: "w".into(),
-                url: "http://127.0.0.1:9/".into(),
-                event_types: vec![pattern.into()],
-                enabled: true,
-                retry_policy: None,
-                max_in_flight: 1,
-                rate_limit: None,
-                disabled_reason: None,
-                disabled_at: None,
                 filter,
-                headers: Default::default(),
-                signature_scheme: Default::default(),
-                public_key: None,
-                created_at: now,
-                updated_at: now,
+                ..hookrelay_shared::testing::webhook(pattern)
             },
             keys: Default::default(),
         }

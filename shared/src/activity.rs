@@ -115,25 +115,19 @@ pub async fn record_logged(
     }
 }
 
-/// Most rows one purge statement deletes (short transactions, no long locks).
-const PURGE_BATCH: i64 = 5_000;
-
 /// Deletes the entries older than `retention`, a batch at a time; returns how many.
 pub async fn purge(db: &PgPool, retention: Duration) -> sqlx::Result<u64> {
     let secs = retention.as_secs_f64();
-    let mut total = 0;
-    loop {
-        let done = sqlx::query(
+    crate::db::delete_in_batches(|| async move {
+        sqlx::query(
             "DELETE FROM activity WHERE id IN (
                  SELECT id FROM activity WHERE at < now() - make_interval(secs => $1) LIMIT $2)",
         )
         .bind(secs)
-        .bind(PURGE_BATCH)
+        .bind(crate::db::PURGE_BATCH)
         .execute(db)
-        .await?;
-        total += done.rows_affected();
-        if done.rows_affected() < PURGE_BATCH as u64 {
-            return Ok(total);
-        }
-    }
+        .await
+        .map(|done| done.rows_affected())
+    })
+    .await
 }

@@ -160,3 +160,23 @@ pub async fn ensure_partitions<'e, E: sqlx::PgExecutor<'e>>(
         .await?;
     Ok(created)
 }
+
+/// Most rows one purge statement deletes (short transactions, no long locks).
+pub const PURGE_BATCH: i64 = 5_000;
+
+/// Runs `delete` — one statement that removes at most [`PURGE_BATCH`] rows and says how many —
+/// until it removes fewer; how many it removed in all.
+pub async fn delete_in_batches<F, Fut>(mut delete: F) -> sqlx::Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<u64>>,
+{
+    let mut total = 0u64;
+    loop {
+        let n = delete().await?;
+        total = total.saturating_add(n);
+        if n < PURGE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
+}

@@ -159,18 +159,14 @@ pub const MINUTE_ROWS_KEPT: Duration = Duration::from_secs(26 * 3600);
 /// Hour rows are read for 7 days at most: kept this long, or less when the retention is shorter.
 pub const HOUR_ROWS_KEPT: Duration = Duration::from_secs(8 * 86_400);
 
-/// Most rows one purge statement deletes.
-const PURGE_BATCH: i64 = 5_000;
-
 /// Deletes rollup rows no window reads any more, and every row older than `retention` (the
 /// stats never show attempts the log no longer has); a batch at a time. Returns how many.
 pub async fn purge(db: &PgPool, retention: Duration) -> sqlx::Result<u64> {
     let hours = retention.min(HOUR_ROWS_KEPT).as_secs_f64();
     let minutes = retention.min(MINUTE_ROWS_KEPT).as_secs_f64();
-    let mut total = 0;
-    loop {
-        // The bucket's end must be before the cutoff: a row is removed once all of it expired.
-        let done = sqlx::query(
+    // The bucket's end must be before the cutoff: a row is removed once all of it expired.
+    crate::db::delete_in_batches(|| async move {
+        sqlx::query(
             "DELETE FROM webhook_stats WHERE ctid IN (
                  SELECT ctid FROM webhook_stats
                  WHERE (span_secs = 3600 AND bucket < now() - make_interval(secs => $1) - interval '1 hour')
@@ -179,14 +175,12 @@ pub async fn purge(db: &PgPool, retention: Duration) -> sqlx::Result<u64> {
         )
         .bind(hours)
         .bind(minutes)
-        .bind(PURGE_BATCH)
+        .bind(crate::db::PURGE_BATCH)
         .execute(db)
-        .await?;
-        total += done.rows_affected();
-        if done.rows_affected() < PURGE_BATCH as u64 {
-            return Ok(total);
-        }
-    }
+        .await
+        .map(|done| done.rows_affected())
+    })
+    .await
 }
 
 /// The percentiles the route reports.

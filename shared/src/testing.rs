@@ -93,6 +93,23 @@ impl TestEnv {
     }
 
     /// Publishes a raw body to the events exchange.
+    /// Takes every job now on `{ns}.deliveries` off the queue (tests that read what was fired
+    /// without a dispatcher).
+    pub async fn take_jobs(&self, channel: &lapin::Channel) -> Vec<crate::jobs::DeliveryJob> {
+        let mut jobs = vec![];
+        while let Some(msg) = channel
+            .basic_get(
+                self.names.deliveries_queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("basic.get")
+        {
+            jobs.push(serde_json::from_slice(&msg.delivery.data).expect("a delivery job"));
+        }
+        jobs
+    }
+
     pub async fn publish_raw(&self, channel: &lapin::Channel, routing_key: &str, body: &[u8]) {
         amqp::publish_event(channel, &self.names, routing_key, body)
             .await
@@ -149,6 +166,18 @@ pub struct Received {
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether this request carries a Standard Webhooks signature (`webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature`) that `secret` verifies.
+    pub fn signed_with(&self, secret: &crate::signature::Secret) -> bool {
+        let ts = self
+            .header("webhook-timestamp")
+            .and_then(|t| t.parse::<i64>().ok());
+        match (self.header("webhook-id"), ts, self.header("webhook-signature")) {
+            (Some(id), Some(ts), Some(sig)) => crate::signature::verify(secret, id, ts, &self.body, sig),
+            _ => false,
+        }
     }
 }
 
@@ -321,5 +350,30 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A webhook as the dispatcher holds it, stored nowhere: subscribed to `pattern`, pointed at a
+/// closed local port, `max_in_flight` 1, everything else off or default. Unit tests and
+/// benchmarks change the fields they need.
+pub fn webhook(pattern: &str) -> crate::webhooks::Webhook {
+    let now = OffsetDateTime::now_utc();
+    crate::webhooks::Webhook {
+        id: crate::ids::new_id(),
+        name: "w".into(),
+        url: "http://127.0.0.1:9/".into(),
+        event_types: vec![pattern.into()],
+        enabled: true,
+        retry_policy: None,
+        max_in_flight: 1,
+        rate_limit: None,
+        disabled_reason: None,
+        disabled_at: None,
+        filter: None,
+        headers: Default::default(),
+        signature_scheme: Default::default(),
+        public_key: None,
+        created_at: now,
+        updated_at: now,
     }
 }

@@ -28,23 +28,25 @@ fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// `hookrelay webhooks create` with a name, URL and event types: the new webhook (its JSON).
+fn create_webhook(env: &TestEnv, name: &str, url: &str, events: &str) -> Value {
+    json(&run(
+        env,
+        &[
+            "webhooks", "create", "--name", name, "--url", url, "--events", events,
+        ],
+    ))
+}
+
+fn id_of(created: &Value) -> String {
+    created["id"].as_str().expect("id").to_owned()
+}
+
 #[tokio::test]
 async fn webhooks_are_listed_shown_updated_rotated_and_deleted_from_the_command_line() {
     let env = TestEnv::new().await;
-    let created = json(&run(
-        &env,
-        &[
-            "webhooks",
-            "create",
-            "--name",
-            "Billing",
-            "--url",
-            "http://127.0.0.1:9/b",
-            "--events",
-            "license.*",
-        ],
-    ));
-    let id = created["id"].as_str().expect("id").to_owned();
+    let created = create_webhook(&env, "Billing", "http://127.0.0.1:9/b", "license.*");
+    let id = id_of(&created);
 
     let table = run(&env, &["webhooks", "list"]);
     let mut lines = table.lines();
@@ -206,20 +208,7 @@ async fn settings_are_shown_and_set_from_the_command_line() {
 #[tokio::test]
 async fn the_delivery_log_is_listed_shown_and_retried_from_the_command_line() {
     let env = TestEnv::new().await;
-    let created = json(&run(
-        &env,
-        &[
-            "webhooks",
-            "create",
-            "--name",
-            "Log",
-            "--url",
-            "http://127.0.0.1:9/l",
-            "--events",
-            "*",
-        ],
-    ));
-    let hook = created["id"].as_str().expect("id").to_owned();
+    let hook = id_of(&create_webhook(&env, "Log", "http://127.0.0.1:9/l", "*"));
     // One delivery with one failed attempt, as a dispatcher records them.
     sqlx::query(
         "WITH e AS (INSERT INTO events (id, received_at, event_type, category, occurred_at, body)
@@ -290,20 +279,8 @@ async fn a_test_event_is_sent_and_the_stats_shown_from_the_command_line() {
     use hookrelay_shared::testing::Receiver;
     let env = TestEnv::new().await;
     let receiver = Receiver::start().await;
-    let created = json(&run(
-        &env,
-        &[
-            "webhooks",
-            "create",
-            "--name",
-            "Probe",
-            "--url",
-            &receiver.url("/probe"),
-            "--events",
-            "license.assigned",
-        ],
-    ));
-    let id = created["id"].as_str().expect("id").to_owned();
+    let created = create_webhook(&env, "Probe", &receiver.url("/probe"), "license.assigned");
+    let id = id_of(&created);
     /// Kills the dispatcher also when an assertion fails first.
     struct Killed(std::process::Child);
     impl Drop for Killed {

@@ -2,6 +2,7 @@
 //! PostgreSQL, Redis and RabbitMQ. One binary; one module per area.
 
 mod api;
+mod architecture;
 mod browser;
 mod cli;
 mod deploy;

@@ -28,16 +28,7 @@ async fn waiting(env: &TestEnv, n: i64, due_in: Duration) -> Vec<Uuid> {
 }
 
 async fn take_jobs(env: &TestEnv, ch: &lapin::Channel, into: &mut Vec<DeliveryJob>) {
-    while let Some(msg) = ch
-        .basic_get(
-            env.names.deliveries_queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .expect("basic.get")
-    {
-        into.push(serde_json::from_slice(&msg.delivery.data).expect("a delivery job"));
-    }
+    into.extend(env.take_jobs(ch).await);
 }
 
 /// Reads jobs until every id in `ids` has one (or `timeout`), then `settle` longer.

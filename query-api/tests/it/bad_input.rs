@@ -74,14 +74,9 @@ async fn bad_log_parameters_are_4xx_problems_naming_the_parameter() {
     ] {
         api.get(path).await.assert_problem(400, "id");
     }
-    api.call(
-        Method::POST,
-        "/api/v1/deliveries/not-a-uuid/retry",
-        Some(&api.admin.clone()),
-        None,
-    )
-    .await
-    .assert_problem(400, "id");
+    api.post("/api/v1/deliveries/not-a-uuid/retry", None)
+        .await
+        .assert_problem(400, "id");
     // Unknown routes and methods are problems too.
     api.get("/api/v1/nothing-here").await.assert_problem(404, "route");
     api.call(Method::PUT, "/api/v1/deliveries", Some(&api.admin.clone()), None)
@@ -192,7 +187,7 @@ async fn bad_bodies_are_4xx_problems_never_500() {
         ("/api/v1/deliveries/retry", json!({"colour": "red"}), "colour"),
     ];
     for (path, body, field) in cases {
-        let res = api.call(Method::POST, path, Some(&admin), Some(&body)).await;
+        let res = api.post(path, Some(&body)).await;
         assert!(
             res.status == 400 || res.status == 422,
             "{path} {body}: {} {}",
@@ -217,7 +212,6 @@ async fn bad_bodies_are_4xx_problems_never_500() {
 async fn times_out_of_range_in_utc_are_4xx_problems_not_dropped_connections() {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     let api = Api::start().await;
-    let admin = api.admin.clone();
     // Each is a valid RFC 3339 time whose UTC lies past year 9999 or before year 1.
     let extremes = [
         "9999-12-31T23:59:59-23:59",
@@ -233,12 +227,7 @@ async fn times_out_of_range_in_utc_are_4xx_problems_not_dropped_connections() {
     for t in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+23:59"] {
         for param in ["since", "until"] {
             let res = api
-                .call(
-                    Method::POST,
-                    "/api/v1/deliveries/retry",
-                    Some(&admin),
-                    Some(&json!({ param: t })),
-                )
+                .post("/api/v1/deliveries/retry", Some(&json!({ param: t })))
                 .await;
             assert!(
                 res.status == 400 || res.status == 422,

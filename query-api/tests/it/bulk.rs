@@ -14,7 +14,6 @@ use hookrelay_shared::{
     jobs::{DeliveryJob, Trigger},
     testing::TestEnv,
 };
-use lapin::options::BasicGetOptions;
 use reqwest::Method;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -25,19 +24,7 @@ use crate::support::{Api, now_us, seed_attempt, seed_delivery, webhook};
 
 /// Every job waiting on the deliveries queue (taken off it).
 async fn drain_jobs(env: &TestEnv) -> Vec<DeliveryJob> {
-    let ch = env.channel().await;
-    let mut out = vec![];
-    while let Some(m) = ch
-        .basic_get(
-            env.names.deliveries_queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .expect("basic.get")
-    {
-        out.push(serde_json::from_slice(&m.delivery.data).expect("a delivery job"));
-    }
-    out
+    env.take_jobs(&env.channel().await).await
 }
 
 /// Webhook `live` with 5 failed deliveries (two failed attempts each, so a delivery spans
@@ -122,15 +109,7 @@ async fn wait_done(api: &Api, job_id: &str) -> Value {
 async fn a_bulk_retry_is_a_job_that_queues_each_matching_delivery_once_and_says_what_it_skipped() {
     let api = Api::start().await;
     let (_live, _off, failed) = seed(&api.env).await;
-    let admin = api.admin.clone();
-    let res = api
-        .call(
-            Method::POST,
-            "/api/v1/deliveries/retry",
-            Some(&admin),
-            Some(&json!({})),
-        )
-        .await;
+    let res = api.post("/api/v1/deliveries/retry", Some(&json!({}))).await;
     assert_eq!(res.status, 202, "{}", res.text);
     assert_eq!(res.body["queued"], 5, "{}", res.text);
     assert_eq!(res.body["skipped_disabled"], 2, "{}", res.text);
@@ -155,14 +134,7 @@ async fn a_bulk_retry_is_a_job_that_queues_each_matching_delivery_once_and_says_
     );
 
     // The same request again, before any of them was attempted: nothing is queued twice.
-    let res = api
-        .call(
-            Method::POST,
-            "/api/v1/deliveries/retry",
-            Some(&admin),
-            Some(&json!({})),
-        )
-        .await;
+    let res = api.post("/api/v1/deliveries/retry", Some(&json!({}))).await;
     assert_eq!(res.status, 202, "{}", res.text);
     assert_eq!(res.body["queued"], 0, "{}", res.text);
     assert_eq!(res.body["skipped_queued"], 5, "{}", res.text);
@@ -194,21 +166,13 @@ async fn a_bulk_retry_takes_the_logs_q_and_event_type_filters() {
         now_us() - time::Duration::minutes(5),
     )
     .await;
-    let admin = api.admin.clone();
     for (body, expect) in [
         (json!({"q": "warehouse"}), HashSet::from([d.id])),
         (json!({"q": "LIVE"}), failed.clone()),
         (json!({"event_type": "product.created"}), HashSet::from([d.id])),
         (json!({"q": "no such thing"}), HashSet::new()),
     ] {
-        let res = api
-            .call(
-                Method::POST,
-                "/api/v1/deliveries/retry",
-                Some(&admin),
-                Some(&body),
-            )
-            .await;
+        let res = api.post("/api/v1/deliveries/retry", Some(&body)).await;
         assert_eq!(res.status, 202, "{body}: {}", res.text);
         assert_eq!(res.body["queued"], expect.len(), "{body}: {}", res.text);
         wait_done(&api, res.body["job_id"].as_str().expect("job_id")).await;
@@ -340,14 +304,9 @@ async fn a_manual_retry_of_a_disabled_webhooks_delivery_is_a_409_problem() {
         .expect("delivery_id")
         .to_owned();
     for id in [&attempt, &delivery] {
-        api.call(
-            Method::POST,
-            &format!("/api/v1/deliveries/{id}/retry"),
-            Some(&admin),
-            None,
-        )
-        .await
-        .assert_problem(409, "disabled");
+        api.post(&format!("/api/v1/deliveries/{id}/retry"), None)
+            .await
+            .assert_problem(409, "disabled");
     }
     // A deleted webhook's delivery too.
     let live_item = api
@@ -360,13 +319,11 @@ async fn a_manual_retry_of_a_disabled_webhooks_delivery_is_a_409_problem() {
         None,
     )
     .await;
-    api.call(
-        Method::POST,
+    api.post(
         &format!(
             "/api/v1/deliveries/{}/retry",
             live_item[0]["id"].as_str().expect("id")
         ),
-        Some(&admin),
         None,
     )
     .await

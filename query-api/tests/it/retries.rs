@@ -5,7 +5,6 @@
 use std::{collections::HashMap, time::Duration};
 
 use hookrelay_shared::testing::{Receiver, Reply};
-use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -90,13 +89,10 @@ async fn a_manual_retry_after_the_receiver_is_fixed_makes_a_successful_manual_at
     );
 
     receiver.set(|_| Reply::ok());
-    let admin = run.api.admin.clone();
     let res = run
         .api
-        .call(
-            Method::POST,
+        .post(
             &format!("/api/v1/deliveries/{}/retry", failed["id"].as_str().expect("id")),
-            Some(&admin),
             None,
         )
         .await;
@@ -171,13 +167,10 @@ async fn a_bulk_retry_after_an_outage_delivers_every_failed_event_once() {
     let before = receiver.count();
 
     receiver.set(|_| Reply::ok());
-    let admin = run.api.admin.clone();
     let res = run
         .api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/deliveries/retry",
-            Some(&admin),
             Some(&json!({"webhook_id": hook, "category": "license"})),
         )
         .await;
@@ -208,12 +201,7 @@ async fn a_bulk_retry_after_an_outage_delivers_every_failed_event_once() {
     // Everything succeeded: a second bulk retry finds nothing to do.
     let res = run
         .api
-        .call(
-            Method::POST,
-            "/api/v1/deliveries/retry",
-            Some(&admin),
-            Some(&json!({"webhook_id": hook})),
-        )
+        .post("/api/v1/deliveries/retry", Some(&json!({"webhook_id": hook})))
         .await;
     assert_eq!(res.body["queued"], 0, "{}", res.text);
     run.stop().await;

@@ -216,10 +216,8 @@ async fn a_real_dispatchers_attempts_show_in_the_stats_as_in_the_log() {
     })
     .await;
     let created = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/webhooks",
-            Some(&api.admin.clone()),
             Some(
                 &json!({"name": "Live", "url": receiver.url("/"), "event_types": ["*"],
                 "retry_policy": {"max_retries": 0, "window": "1m"}}),

@@ -134,6 +134,12 @@ impl Api {
             .await
     }
 
+    /// POST `body` (or none) with the admin token.
+    pub async fn post(&self, path: &str, body: Option<&Value>) -> Res {
+        self.call(Method::POST, path, Some(&self.admin.clone()), body)
+            .await
+    }
+
     /// Every item of the log for `query` (without limit/cursor), following cursors.
     pub async fn all_pages(&self, query: &str, limit: u32) -> Vec<Value> {
         let mut out = vec![];

@@ -13,12 +13,7 @@ async fn webhooks_can_be_created_listed_updated_rotated_and_deleted() {
     let mut ids = vec![];
     for i in 0..5 {
         let res = api
-            .call(
-                Method::POST,
-                "/api/v1/webhooks",
-                Some(&admin),
-                Some(&json!({"name": format!("Hook {i}"), "url": format!("https://h{i}.example.test/in"), "event_types": ["license.*"]})),
-            )
+            .post("/api/v1/webhooks", Some(&json!({"name": format!("Hook {i}"), "url": format!("https://h{i}.example.test/in"), "event_types": ["license.*"]})))
             .await;
         assert_eq!(res.status, 201, "{}", res.text);
         assert!(
@@ -90,12 +85,7 @@ async fn webhooks_can_be_created_listed_updated_rotated_and_deleted() {
     .assert_problem(422, "url");
 
     let res = api
-        .call(
-            Method::POST,
-            &format!("/api/v1/webhooks/{id}/rotate-secret"),
-            Some(&admin),
-            None,
-        )
+        .post(&format!("/api/v1/webhooks/{id}/rotate-secret"), None)
         .await;
     assert_eq!(res.status, 200, "{}", res.text);
     assert!(
@@ -140,10 +130,8 @@ async fn retry_policies_longer_than_the_retention_or_too_long_are_422_problems_n
     let api = Api::start().await;
     let admin = api.admin.clone();
     let res = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/webhooks",
-            Some(&admin),
             Some(&json!({"name": "Bounds", "url": "https://b.example.test/in", "event_types": ["*"]})),
         )
         .await;
@@ -167,12 +155,7 @@ async fn retry_policies_longer_than_the_retention_or_too_long_are_422_problems_n
         )
         .await
         .assert_problem(422, needle);
-        api.call(
-            Method::POST,
-            "/api/v1/webhooks",
-            Some(&admin),
-            Some(&json!({"name": "B", "url": "https://b.example.test/in", "event_types": ["*"], "retry_policy": policy})),
-        )
+        api.post("/api/v1/webhooks", Some(&json!({"name": "B", "url": "https://b.example.test/in", "event_types": ["*"], "retry_policy": policy})))
         .await
         .assert_problem(422, needle);
     }
@@ -203,12 +186,9 @@ async fn live_secrets(api: &Api, id: &str) -> Vec<(String, Option<time::OffsetDa
 #[tokio::test]
 async fn a_rotation_keeps_at_most_three_live_secrets_and_can_choose_the_overlap() {
     let api = Api::start().await;
-    let admin = api.admin.clone();
     let res = api
-        .call(
-            Method::POST,
+        .post(
             "/api/v1/webhooks",
-            Some(&admin),
             Some(&json!({"name": "Rotating", "url": "https://r.example.test/in", "event_types": ["*"]})),
         )
         .await;
@@ -216,7 +196,7 @@ async fn a_rotation_keeps_at_most_three_live_secrets_and_can_choose_the_overlap(
     let path = format!("/api/v1/webhooks/{id}/rotate-secret");
     let mut newest = String::new();
     for _ in 0..5 {
-        let res = api.call(Method::POST, &path, Some(&admin), None).await;
+        let res = api.post(&path, None).await;
         assert_eq!(res.status, 200, "{}", res.text);
         newest = res.body["secret"].as_str().expect("secret").to_owned();
     }
@@ -226,14 +206,7 @@ async fn a_rotation_keeps_at_most_three_live_secrets_and_can_choose_the_overlap(
     assert!(live[0].1.is_none(), "the newest never expires");
 
     // A chosen overlap.
-    let res = api
-        .call(
-            Method::POST,
-            &path,
-            Some(&admin),
-            Some(&json!({"expire_previous_in": "1h"})),
-        )
-        .await;
+    let res = api.post(&path, Some(&json!({"expire_previous_in": "1h"}))).await;
     assert_eq!(res.status, 200, "{}", res.text);
     let live = live_secrets(&api, &id).await;
     let hour = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
@@ -245,14 +218,7 @@ async fn a_rotation_keeps_at_most_three_live_secrets_and_can_choose_the_overlap(
     );
 
     // A leaked secret: the previous ones stop at once.
-    let res = api
-        .call(
-            Method::POST,
-            &path,
-            Some(&admin),
-            Some(&json!({"expire_previous_in": "0s"})),
-        )
-        .await;
+    let res = api.post(&path, Some(&json!({"expire_previous_in": "0s"}))).await;
     assert_eq!(res.status, 200, "{}", res.text);
     let live = live_secrets(&api, &id).await;
     assert_eq!(live.len(), 1, "{live:?}");
@@ -267,7 +233,7 @@ async fn a_rotation_keeps_at_most_three_live_secrets_and_can_choose_the_overlap(
         json!({"expire_previous_in": "-1s"}),
         json!({"expire_previous_in": 5}),
     ] {
-        api.call(Method::POST, &path, Some(&admin), Some(&bad))
+        api.post(&path, Some(&bad))
             .await
             .assert_problem(422, "expire_previous_in");
     }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use hookrelay_scheduler::{Options, Scheduler};
 use hookrelay_shared::{jobs::DeliveryJob, redis_keys, retry_store::RetryEntry, testing::TestEnv};
-use lapin::options::BasicGetOptions;
 use redis::aio::MultiplexedConnection;
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -106,18 +105,7 @@ pub fn entries(n: usize, attempt: i32, due: OffsetDateTime) -> Vec<RetryEntry> {
 
 /// Takes every job now on `{ns}.deliveries`.
 pub async fn take_jobs(env: &TestEnv, channel: &lapin::Channel) -> Vec<DeliveryJob> {
-    let mut jobs = vec![];
-    while let Some(msg) = channel
-        .basic_get(
-            env.names.deliveries_queue.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .expect("basic.get")
-    {
-        jobs.push(serde_json::from_slice(&msg.delivery.data).expect("a delivery job"));
-    }
-    jobs
+    env.take_jobs(channel).await
 }
 
 /// Collects jobs until `n` arrived or `timeout` passed, then keeps reading for `settle` to

@@ -64,15 +64,10 @@ async fn the_log_filters_by_time_range_event_type_and_response_code_and_refreshe
     // Until the middle: the first two attempts only.
     b.js(&set_time("f-until", &middle)).await;
     apply(&b).await;
-    b.wait(
+    b.filtered(
         "the URL holds `until`",
         "return location.search.includes('until=')",
-    )
-    .await;
-    b.settled().await;
-    b.wait(
-        "two rows are left",
-        "return document.querySelectorAll('#rows tr[data-id]').length === 2",
+        2,
     )
     .await;
     assert_eq!(event_types(&b).await, vec!["license.assigned"; 2]);
@@ -83,15 +78,10 @@ async fn the_log_filters_by_time_range_event_type_and_response_code_and_refreshe
         .await;
     b.js(&set_time("f-since", &middle)).await;
     apply(&b).await;
-    b.wait(
+    b.filtered(
         "the URL holds `since` alone",
         "return location.search.includes('since=') && !location.search.includes('until=')",
-    )
-    .await;
-    b.settled().await;
-    b.wait(
-        "two rows are left",
-        "return document.querySelectorAll('#rows tr[data-id]').length === 2",
+        2,
     )
     .await;
     assert_eq!(event_types(&b).await, vec!["product.created"; 2]);
@@ -109,15 +99,10 @@ async fn the_log_filters_by_time_range_event_type_and_response_code_and_refreshe
     b.settled().await;
     b.wait("the picker offers both types", "const v = [...document.querySelectorAll('#f-event-type option')].map(o => o.value); return v.includes('license.assigned') && v.includes('product.created')").await;
     b.select("#f-event-type", "product.created").await;
-    b.wait(
+    b.filtered(
         "the type filter is applied",
         "return location.search.includes('event_type=product.created')",
-    )
-    .await;
-    b.settled().await;
-    b.wait(
-        "two rows are left",
-        "return document.querySelectorAll('#rows tr[data-id]').length === 2",
+        2,
     )
     .await;
     let code = b.el("#f-code").await;
@@ -130,13 +115,21 @@ async fn the_log_filters_by_time_range_event_type_and_response_code_and_refreshe
     .await;
     code.clear().await.expect("clear");
     code.send_keys("503" + Key::Enter).await.expect("type");
-    b.wait(
+    b.filtered(
         "the code filter is applied",
         "return location.search.includes('response_code=503')",
+        1,
     )
     .await;
-    b.settled().await;
-    b.wait("Beta's row alone is left", "const r = [...document.querySelectorAll('#rows tr[data-id]')]; return r.length === 1 && r[0].querySelector('.wh-name').textContent === 'Beta'").await;
+    assert_eq!(
+        b.rows()
+            .await
+            .iter()
+            .map(|r| r.webhook.as_str())
+            .collect::<Vec<_>>(),
+        ["Beta"],
+        "Beta's row alone is left"
+    );
 
     // A row links to its webhook: the webhooks page opens its editor.
     b.click("#rows tr[data-id] a.wh-name").await;

@@ -219,6 +219,18 @@ impl Browser {
         .await;
     }
 
+    /// After a filter is applied: waits until `url` (a JS predicate on the address, `what` in
+    /// a failure) holds, the table has loaded, and it shows `rows` rows.
+    async fn filtered(&self, what: &str, url: &str, rows: usize) {
+        self.wait(what, url).await;
+        self.settled().await;
+        self.wait(
+            &format!("{rows} rows are left"),
+            &format!("return document.querySelectorAll('#rows tr[data-id]').length === {rows}"),
+        )
+        .await;
+    }
+
     async fn rows(&self) -> Vec<Row> {
         serde_json::from_value(self.js(ROWS_JS).await).expect("rows")
     }

@@ -5,7 +5,10 @@
 //! The pages need no server state, so the routes are generic over the router's state and carry
 //! strict security headers: the CSP allows only same-origin scripts, styles, images and fetches
 //! (no inline script at all), so a payload or response body that slipped into the DOM as markup
-//! could still not run.
+//! could still not run. Each page is one layout (`assets/layout.html`) around the page's own
+//! file, put together when the router is built (`layout.rs`).
+
+mod layout;
 
 use axum::{
     Router,
@@ -16,7 +19,10 @@ use axum::{
     routing::get,
 };
 use rust_embed::RustEmbed;
+use std::sync::Arc;
 use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use layout::Page;
 
 /// The page's files, from `query-api/assets/`.
 #[derive(RustEmbed)]
@@ -26,12 +32,36 @@ struct Assets;
 /// Where the delivery log lives (the page `/admin` leads to).
 pub const PAGE_PATH: &str = "/admin/webhook-deliveries";
 
-/// Each page's path and its HTML file in `assets/`.
-pub const PAGES: [(&str, &str); 4] = [
-    (PAGE_PATH, "index.html"),
-    ("/admin/webhooks", "webhooks.html"),
-    ("/admin/settings", "settings.html"),
-    ("/admin/activity", "activity.html"),
+/// The pages, in the navigation's order.
+pub const PAGES: [Page; 4] = [
+    Page {
+        path: PAGE_PATH,
+        file: "index.html",
+        title: "Webhook deliveries",
+        nav: "Deliveries",
+        script: "app.js",
+    },
+    Page {
+        path: "/admin/webhooks",
+        file: "webhooks.html",
+        title: "Webhooks",
+        nav: "Webhooks",
+        script: "webhooks.js",
+    },
+    Page {
+        path: "/admin/settings",
+        file: "settings.html",
+        title: "Settings",
+        nav: "Settings",
+        script: "settings.js",
+    },
+    Page {
+        path: "/admin/activity",
+        file: "activity.html",
+        title: "Activity",
+        nav: "Activity",
+        script: "activity.js",
+    },
 ];
 
 /// The Content-Security-Policy of every admin response.
@@ -55,9 +85,23 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/admin", get(to_page))
         .route("/admin/", get(to_page))
         .route("/admin/assets/{*path}", get(asset));
-    for (path, file) in PAGES {
+    for page in PAGES {
+        let path = page.path;
+        let rendered = match layout::render(&page, &PAGES) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                // Only a broken build gets here (the unit tests render every page): the page
+                // answers 500 and says why once, the rest of the API keeps working.
+                tracing::error!(page = path, error = %e, "admin page could not be put together");
+                router = router.route(path, get(|| async { broken() }));
+                continue;
+            }
+        };
         router = router
-            .route(path, get(move |h: HeaderMap| async move { serve(file, &h) }))
+            .route(
+                path,
+                get(move |h: HeaderMap| async move { serve_page(&rendered, &h) }),
+            )
             .route(
                 &format!("{path}/"),
                 get(move || async move { Redirect::permanent(path) }),
@@ -90,26 +134,47 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
         return not_found();
     };
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
+    let mime = file.metadata.mimetype().to_owned();
+    cached(request, &etag, &mime, || file.data.into_owned())
+}
+
+/// A page as put together from the layout, with the same caching as a file.
+fn serve_page(page: &layout::Rendered, request: &HeaderMap) -> Response {
+    cached(request, &page.etag, "text/html; charset=utf-8", || {
+        page.html.clone().into_bytes()
+    })
+}
+
+/// A 304 when the request already holds `etag`, else the body; revalidated every time.
+fn cached(request: &HeaderMap, etag: &str, mime: &str, body: impl FnOnce() -> Vec<u8>) -> Response {
     let fresh = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let mime = file.metadata.mimetype().to_owned();
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        Response::new(Body::from(file.data.into_owned()))
+        Response::new(Body::from(body()))
     };
     let h = response.headers_mut();
-    if !fresh && let Ok(v) = HeaderValue::from_str(&mime) {
+    if !fresh && let Ok(v) = HeaderValue::from_str(mime) {
         h.insert(header::CONTENT_TYPE, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
     // Revalidate every time: the files are small and must change together on upgrade.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+fn broken() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "this admin page is missing from the build\n",
+    )
+        .into_response()
 }
 
 fn not_found() -> Response {
@@ -168,13 +233,14 @@ mod tests {
 
     #[tokio::test]
     async fn every_page_is_served_with_the_headers_and_links_to_the_other_three() {
-        for (path, _) in PAGES {
+        for page in PAGES {
+            let path = page.path;
             let r = get(path, &[]).await;
             assert_eq!(r.status(), StatusCode::OK, "{path}");
             assert_eq!(r.headers()[header::CONTENT_SECURITY_POLICY], CSP, "{path}");
             assert_eq!(r.headers()[header::X_FRAME_OPTIONS], "DENY", "{path}");
             let body = text(r).await;
-            for (other, _) in PAGES {
+            for other in PAGES.map(|p| p.path) {
                 assert!(
                     body.contains(&format!("href=\"{other}\"")),
                     "{path} links to {other}"
@@ -191,7 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_pages_have_no_inline_script_and_load_nothing_from_elsewhere() {
-        for (path, _) in PAGES {
+        for path in PAGES.map(|p| p.path) {
             let body = text(get(path, &[]).await).await;
             for tag in body.split("<script").skip(1) {
                 assert!(
@@ -239,6 +305,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_page_put_together_from_the_layout_revalidates_with_its_own_etag() {
+        let r = get(PAGE_PATH, &[]).await;
+        let etag = r.headers()[header::ETAG].to_str().expect("ascii").to_owned();
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-cache");
+        let again = get(PAGE_PATH, &[("if-none-match", &etag)]).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        let other = get("/admin/webhooks", &[]).await;
+        assert_ne!(
+            other.headers()[header::ETAG],
+            etag.as_str(),
+            "each page has its own"
+        );
+    }
+
+    #[tokio::test]
     async fn unknown_assets_and_path_tricks_are_not_found() {
         for uri in [
             "/admin/assets/nope.js",
@@ -246,6 +327,7 @@ mod tests {
             "/admin/assets/%2e%2e/Cargo.toml",
             "/admin/assets/index.html",
             "/admin/assets/webhooks.html",
+            "/admin/assets/layout.html",
         ] {
             assert_eq!(get(uri, &[]).await.status(), StatusCode::NOT_FOUND, "{uri}");
         }
