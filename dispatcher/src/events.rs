@@ -2,7 +2,11 @@
 //! events and their deliveries (one transaction a batch, [`PIPELINE`] batches at once), hand
 //! the first attempts to the sending stage, and ack. Never waits on an endpoint.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use futures::{StreamExt, stream::FuturesOrdered};
 use hookrelay_shared::{
@@ -22,7 +26,13 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{Core, lanes::Attempt, record::is_missing_partition, send::AttemptRequest};
+use crate::{
+    Core,
+    lanes::Attempt,
+    ordered::{self, Sequenced},
+    record::is_missing_partition,
+    send::AttemptRequest,
+};
 
 /// Most messages handled in one transaction.
 pub const MAX_BATCH: usize = 200;
@@ -164,7 +174,7 @@ async fn handle_batch(
             Err(err) => dead_letter(&core, d, &err, &dead_channel).await?,
         }
     }
-    let duplicates = store_with_retry(&core, &accepted, received_at, &shutdown).await?;
+    let (duplicates, sequenced) = store_with_retry(&core, &accepted, received_at, &shutdown).await?;
     for a in accepted {
         if duplicates.contains(&a.event.id) {
             metrics
@@ -180,6 +190,11 @@ async fn handle_batch(
         metrics.deliveries_created.inc_by(a.targets.len() as u64);
         let body: Arc<str> = Arc::from(a.event.body.as_str());
         for (target, delivery_id) in a.targets.iter().zip(&a.delivery_ids) {
+            let seq = sequenced.get(delivery_id);
+            if seq.is_some_and(|s| s.held) {
+                // Waits in PostgreSQL behind its webhook's head.
+                continue;
+            }
             let req = AttemptRequest {
                 delivery_id: *delivery_id,
                 event_id: a.event.id.clone(),
@@ -190,6 +205,7 @@ async fn handle_batch(
                 attempt: 1,
                 trigger: Trigger::Initial,
                 delivery_created_at: received_at,
+                seq: seq.map(|s| s.seq),
             };
             core.submit(Attempt::new(req, None));
         }
@@ -260,9 +276,9 @@ async fn store_with_retry(
     accepted: &[Accepted],
     received_at: OffsetDateTime,
     shutdown: &CancellationToken,
-) -> anyhow::Result<HashSet<String>> {
+) -> anyhow::Result<Stored> {
     if accepted.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(Stored::default());
     }
     let mut delay = Duration::from_millis(100);
     loop {
@@ -299,13 +315,13 @@ async fn store_with_retry(
     }
 }
 
+/// What a stored batch holds: the ids that were duplicates, and the numbers of the deliveries
+/// of ordered webhooks.
+type Stored = (HashSet<String>, HashMap<Uuid, Sequenced>);
+
 /// One transaction: lock the ids, find the ones already stored, insert the rest with their
-/// deliveries. Returns the ids that were duplicates.
-async fn store(
-    core: &Core,
-    accepted: &[Accepted],
-    received_at: OffsetDateTime,
-) -> sqlx::Result<HashSet<String>> {
+/// deliveries (numbering those of ordered webhooks). Returns the ids that were duplicates.
+async fn store(core: &Core, accepted: &[Accepted], received_at: OffsetDateTime) -> sqlx::Result<Stored> {
     let mut ids: Vec<String> = accepted.iter().map(|a| a.event.id.clone()).collect();
     // Sorted, so that two replicas locking overlapping batches can't deadlock.
     ids.sort();
@@ -328,7 +344,7 @@ async fn store(
         .collect();
     if fresh.is_empty() {
         tx.commit().await?;
-        return Ok(duplicates);
+        return Ok((duplicates, HashMap::new()));
     }
     let mut e_id = Vec::with_capacity(fresh.len());
     let mut e_type = Vec::with_capacity(fresh.len());
@@ -336,6 +352,7 @@ async fn store(
     let mut e_occ = Vec::with_capacity(fresh.len());
     let mut e_body = Vec::with_capacity(fresh.len());
     let (mut d_id, mut d_event, mut d_hook, mut d_type) = (vec![], vec![], vec![], vec![]);
+    let mut fifo: Vec<(Uuid, Uuid)> = Vec::new();
     for a in &fresh {
         let ev = &a.event;
         e_id.push(ev.id.as_str());
@@ -348,6 +365,9 @@ async fn store(
             d_event.push(ev.id.as_str());
             d_hook.push(t.webhook.id);
             d_type.push(ev.event_type.as_str());
+            if t.webhook.ordering.is_fifo() {
+                fifo.push((*id, t.webhook.id));
+            }
         }
     }
     sqlx::query(
@@ -396,14 +416,24 @@ async fn store(
         .execute(&mut *tx)
         .await?;
     }
+    // In acceptance order, after the rows above: the sequence rows are locked until commit.
+    let sequenced = ordered::sequence(&mut tx, &fifo).await?;
     if !d_id.is_empty() {
+        let d_seq: Vec<Option<i64>> = d_id.iter().map(|id| sequenced.get(id).map(|s| s.seq)).collect();
+        let d_held: Vec<bool> = d_id
+            .iter()
+            .map(|id| sequenced.get(id).is_some_and(|s| s.held))
+            .collect();
         // next_attempt_at is a lease: if this process dies before the first attempt is
-        // recorded, the scheduler's reconcile finds the delivery and makes it.
+        // recorded, the scheduler's reconcile finds the delivery and makes it. A held delivery
+        // has none: its head's end promotes it.
         sqlx::query(
             "INSERT INTO deliveries (id, event_id, event_received_at, webhook_id, event_type, state,
-                attempt_count, next_attempt_at)
-             SELECT u.id, u.e, $5, u.w, u.t, 'pending', 0, now() + make_interval(secs => $6)
-             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[]) AS u(id, e, w, t)",
+                attempt_count, next_attempt_at, seq)
+             SELECT u.id, u.e, $5, u.w, u.t, 'pending', 0,
+                CASE WHEN u.held THEN NULL ELSE now() + make_interval(secs => $6) END, u.seq
+             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $7::int8[], $8::bool[])
+                AS u(id, e, w, t, seq, held)",
         )
         .bind(&d_id)
         .bind(&d_event)
@@ -411,6 +441,8 @@ async fn store(
         .bind(&d_type)
         .bind(received_at)
         .bind(core.ctx.config.attempt_lease.0.as_secs_f64())
+        .bind(&d_seq)
+        .bind(&d_held)
         .execute(&mut *tx)
         .await?;
     }
@@ -421,5 +453,5 @@ async fn store(
         known.retain(|_, m| *m == minute);
         known.extend(new_types.into_iter().map(|t| (t, minute)));
     }
-    Ok(duplicates)
+    Ok((duplicates, sequenced))
 }

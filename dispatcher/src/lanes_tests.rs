@@ -21,6 +21,7 @@ fn attempt(cap: u32, trigger: Trigger) -> Attempt {
         filter: None,
         headers: Default::default(),
         signature_scheme: Default::default(),
+        ordering: Default::default(),
         public_key: None,
         created_at: now,
         updated_at: now,
@@ -38,6 +39,7 @@ fn attempt(cap: u32, trigger: Trigger) -> Attempt {
         attempt: 1,
         trigger,
         delivery_created_at: now,
+        seq: None,
     };
     Attempt::new(req, None)
 }

@@ -220,6 +220,7 @@ mod tests {
                 filter,
                 headers: Default::default(),
                 signature_scheme: Default::default(),
+                ordering: Default::default(),
                 public_key: None,
                 created_at: now,
                 updated_at: now,
