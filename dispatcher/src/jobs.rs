@@ -62,6 +62,8 @@ struct Claimed {
     event_id: String,
     webhook_id: Uuid,
     event_type: String,
+    /// When its retry window started: its creation, or for an ordered webhook's delivery the
+    /// moment it became the head.
     created_at: OffsetDateTime,
     attempt: i32,
     /// Deferred to a rate-limit slot that it holds now.
@@ -214,7 +216,7 @@ async fn claim(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> 
         "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
          WHERE id = $1 AND event_received_at = $2 AND state IN ('pending', 'retrying')
            AND attempt_count = $4 - 1 AND next_attempt_at <= now() + interval '5 seconds'
-         RETURNING event_id, webhook_id, event_type, created_at, deferred_reason, seq",
+         RETURNING event_id, webhook_id, event_type, COALESCE(promoted_at, created_at), deferred_reason, seq",
     )
     .bind(job.delivery_id)
     .bind(job.event_received_at)
@@ -240,7 +242,7 @@ async fn claim(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> 
 /// a job queued anyway is dropped, so the order holds).
 async fn manual(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> {
     let row: Option<(String, Uuid, String, OffsetDateTime, i32, Option<i64>)> = sqlx::query_as(
-        "SELECT event_id, webhook_id, event_type, created_at, attempt_count, seq FROM deliveries d
+        "SELECT event_id, webhook_id, event_type, COALESCE(promoted_at, created_at), attempt_count, seq FROM deliveries d
          WHERE id = $1 AND event_received_at = $2 AND NOT ((seq IS NOT NULL AND state IN ('pending', 'retrying')
              AND next_attempt_at IS NULL))",
     )

@@ -18,6 +18,9 @@ CREATE TABLE IF NOT EXISTS webhook_sequences (
 );
 
 ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS seq bigint;
+-- When a held delivery became the head: its retry window is measured from then, not from
+-- when it was accepted (it may have waited behind a failing head for longer than the window).
+ALTER TABLE deliveries ADD COLUMN IF NOT EXISTS promoted_at timestamptz;
 -- The head of a webhook, and the ones behind it, in order.
 CREATE INDEX IF NOT EXISTS deliveries_fifo_idx ON deliveries (webhook_id, seq)
     WHERE seq IS NOT NULL AND state IN ('pending', 'retrying');

@@ -111,6 +111,7 @@ pub struct Promoted {
     pub event_id: String,
     pub event_type: String,
     pub attempt_count: i32,
+    /// When it became the head (its retry window starts then).
     pub created_at: OffsetDateTime,
     pub seq: i64,
     pub next_attempt_at: OffsetDateTime,
@@ -146,11 +147,12 @@ pub async fn promote(conn: &mut PgConnection, webhooks: &[Uuid], lease_secs: f64
                  WHERE d.webhook_id = u.w AND d.seq IS NOT NULL AND d.state IN ('pending', 'retrying')
                  ORDER BY d.seq LIMIT 1) h
              WHERE h.next_attempt_at IS NULL)
-         UPDATE deliveries d SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+         UPDATE deliveries d SET next_attempt_at = now() + make_interval(secs => $2), promoted_at = now(),
+             updated_at = now()
          FROM heads LEFT JOIN events e ON e.id = heads.event_id AND e.received_at = heads.event_received_at
          WHERE d.id = heads.id AND d.event_received_at = heads.event_received_at AND d.next_attempt_at IS NULL
          RETURNING d.id AS delivery_id, d.event_received_at, d.webhook_id, d.event_id, d.event_type,
-             d.attempt_count, d.created_at, d.seq, d.next_attempt_at, e.body",
+             d.attempt_count, d.promoted_at AS created_at, d.seq, d.next_attempt_at, e.body",
     )
     .bind(webhooks)
     .bind(lease_secs)
@@ -182,7 +184,7 @@ pub async fn release(conn: &mut PgConnection, webhook: Uuid) -> sqlx::Result<Vec
         "WITH held AS (SELECT id, event_received_at FROM deliveries
              WHERE webhook_id = $1 AND seq IS NOT NULL AND state IN ('pending', 'retrying')
                AND next_attempt_at IS NULL ORDER BY id FOR UPDATE)
-         UPDATE deliveries d SET next_attempt_at = now(), updated_at = now() FROM held
+         UPDATE deliveries d SET next_attempt_at = now(), promoted_at = now(), updated_at = now() FROM held
          WHERE d.id = held.id AND d.event_received_at = held.event_received_at
          RETURNING d.id, d.event_received_at, d.attempt_count, d.next_attempt_at",
     )

@@ -23,12 +23,12 @@ use crate::fleet::{Fleet, count, publish_orders};
 const EVENTS: usize = 1000;
 const WAIT: Duration = Duration::from_secs(600);
 
-/// Retries 200 ms apart, 15 of them (a delivery failing 16 times in a row at 30 % is about
+/// Retries 100 ms apart, 15 of them (a delivery failing 16 times in a row at 30 % is about
 /// one in 10^8); the breaker never opens (it would defer the webhook for its cool-down).
 const SETTINGS: [(&str, &str); 2] = [
     (
         "HOOKRELAY_RETRY_SCHEDULE",
-        "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms",
+        "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms",
     ),
     ("HOOKRELAY_CIRCUIT_FAILURES", "1000000"),
 ];
