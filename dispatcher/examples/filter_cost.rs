@@ -32,7 +32,7 @@ fn target(filter: Option<serde_json::Value>) -> Target {
             filter,
             headers: Default::default(),
             signature_scheme: Default::default(),
-                ordering: Default::default(),
+            ordering: Default::default(),
             public_key: None,
             created_at: now,
             updated_at: now,

@@ -250,8 +250,8 @@ async fn manual(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>>
     .bind(job.event_received_at)
     .fetch_optional(&core.ctx.db)
     .await?;
-    Ok(
-        row.map(|(event_id, webhook_id, event_type, created_at, count, seq)| Claimed {
+    Ok(row.map(
+        |(event_id, webhook_id, event_type, created_at, count, seq)| Claimed {
             event_id,
             webhook_id,
             event_type,
@@ -259,6 +259,6 @@ async fn manual(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>>
             attempt: count + 1,
             slot_reserved: false,
             seq,
-        }),
-    )
+        },
+    ))
 }

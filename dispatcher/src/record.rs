@@ -137,7 +137,12 @@ pub fn spawn(
     (RecorderHandle { tx }, task)
 }
 
-async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationToken, promoted: PromotedSender) {
+async fn run(
+    ctx: Context,
+    mut rx: mpsc::Receiver<Record>,
+    stop: CancellationToken,
+    promoted: PromotedSender,
+) {
     let redis = Arc::new(tokio::sync::Mutex::new(RedisSlot::new(&ctx.config.redis_url)));
     // The health stats of what is committed, written once a second (see `rollup`).
     let stats = Arc::new(RollupSink::new());

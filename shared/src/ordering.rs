@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::retry_store::RetryEntry;
 
 /// How a webhook's deliveries are ordered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ordering {
     /// As fast as the limits allow, in no particular order (the default).
@@ -53,16 +53,29 @@ impl Ordering {
     }
 }
 
+/// Read as a string, so a value of any other type is a data error naming the field (an API
+/// 422), like an unknown name, rather than a JSON syntax error.
+impl<'de> Deserialize<'de> for Ordering {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown ordering `{text}`, expected `none` or `fifo`"))
+        })
+    }
+}
+
 /// Locks the `webhook_sequences` rows of `webhooks` (sorted here) for the transaction; a
 /// webhook without a row has never had a sequenced delivery.
 pub async fn lock(conn: &mut PgConnection, webhooks: &[Uuid]) -> sqlx::Result<()> {
     let mut ids = webhooks.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    sqlx::query("SELECT webhook_id FROM webhook_sequences WHERE webhook_id = ANY($1) ORDER BY webhook_id FOR UPDATE")
-        .bind(&ids)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "SELECT webhook_id FROM webhook_sequences WHERE webhook_id = ANY($1) ORDER BY webhook_id FOR UPDATE",
+    )
+    .bind(&ids)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -135,7 +148,11 @@ impl Promoted {
 /// gives the head a `next_attempt_at` `lease_secs` from now (0 = due now) and returns it.
 /// A head that already has one (in flight, or waiting for its retry) is left alone, so this
 /// is safe to call whenever a sequenced delivery may have ended.
-pub async fn promote(conn: &mut PgConnection, webhooks: &[Uuid], lease_secs: f64) -> sqlx::Result<Vec<Promoted>> {
+pub async fn promote(
+    conn: &mut PgConnection,
+    webhooks: &[Uuid],
+    lease_secs: f64,
+) -> sqlx::Result<Vec<Promoted>> {
     if webhooks.is_empty() {
         return Ok(Vec::new());
     }
@@ -220,7 +237,8 @@ pub async fn is_held<'e, E: sqlx::PgExecutor<'e>>(
 }
 
 /// The SQL condition (on `deliveries d`) of a held delivery, for queries that skip them.
-pub const HELD_SQL: &str = "(d.seq IS NOT NULL AND d.state IN ('pending', 'retrying') AND d.next_attempt_at IS NULL)";
+pub const HELD_SQL: &str =
+    "(d.seq IS NOT NULL AND d.state IN ('pending', 'retrying') AND d.next_attempt_at IS NULL)";
 
 #[cfg(test)]
 mod tests {
@@ -236,6 +254,7 @@ mod tests {
             assert_eq!(serde_json::from_str::<Ordering>(&json).expect("parses"), o);
         }
         assert!(serde_json::from_str::<Ordering>("\"FIFO\"").is_err());
+        assert!(serde_json::from_str::<Ordering>("true").is_err());
         assert!(Ordering::parse("lifo").is_none());
     }
 }

@@ -11,8 +11,8 @@ use crate::{
     ed25519::SigningKey,
     matching::is_valid_pattern,
     ordering::Ordering,
-    retry_store::RetryEntry,
     retry::RetryPolicySpec,
+    retry_store::RetryEntry,
     signing_keys::{Key, NewKeys, SignatureScheme, SigningKeys},
     ssrf,
 };
@@ -498,9 +498,7 @@ pub async fn update_with_keys(
     id: Uuid,
     patch: WebhookPatch,
 ) -> sqlx::Result<Option<(Webhook, NewKeys)>> {
-    Ok(update_full(pool, id, patch)
-        .await?
-        .map(|u| (u.webhook, u.keys)))
+    Ok(update_full(pool, id, patch).await?.map(|u| (u.webhook, u.keys)))
 }
 
 /// What a change made besides the webhook itself.

@@ -61,9 +61,7 @@ impl Log {
 fn random_failing_receiver() -> (String, Log) {
     let log = Log::default();
     let l = log.clone();
-    let seed = AtomicU64::new(
-        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64) | 1,
-    );
+    let seed = AtomicU64::new((time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64) | 1);
     let seed = Arc::new(seed);
     let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
         let (l, seed) = (l.clone(), seed.clone());
@@ -147,12 +145,19 @@ async fn all_succeeded(env: &TestEnv) -> bool {
 
 fn check_order(order: &[String], log: &Log, ids: &[String]) {
     let firsts = log.first_successes();
-    assert_eq!(firsts.len(), EVENTS, "every event arrived successfully once at least");
+    assert_eq!(
+        firsts.len(),
+        EVENTS,
+        "every event arrived successfully once at least"
+    );
     let mut sorted_ids = ids.to_vec();
     sorted_ids.sort();
     let mut sorted_order = order.to_vec();
     sorted_order.sort();
-    assert_eq!(sorted_order, sorted_ids, "every published event was accepted once");
+    assert_eq!(
+        sorted_order, sorted_ids,
+        "every published event was accepted once"
+    );
     if let Some(i) = firsts.iter().zip(order).position(|(a, b)| a != b) {
         panic!(
             "out of order at {i}: the receiver's first successes {:?} against accepted {:?}",
@@ -161,7 +166,10 @@ fn check_order(order: &[String], log: &Log, ids: &[String]) {
         );
     }
     let failures = log.requests().iter().filter(|(_, ok)| !ok).count();
-    assert!(failures > 100, "the endpoint failed {failures} times: the random failures ran");
+    assert!(
+        failures > 100,
+        "the endpoint failed {failures} times: the random failures ran"
+    );
 }
 
 #[tokio::test]

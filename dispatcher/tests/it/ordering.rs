@@ -40,12 +40,19 @@ async fn fifo_webhook(env: &TestEnv, url: &str, schedule: &str) -> Webhook {
 /// webhook every 100 ms (a duplicate job fails its claim and sends nothing).
 fn fire_retries(env: &TestEnv, webhook_id: Uuid) -> CancellationToken {
     let stop = CancellationToken::new();
-    let (db, names, amqp_url, s) = (env.db.clone(), env.names.clone(), env.config.amqp_url.clone(), stop.clone());
+    let (db, names, amqp_url, s) = (
+        env.db.clone(),
+        env.names.clone(),
+        env.config.amqp_url.clone(),
+        stop.clone(),
+    );
     tokio::spawn(async move {
         let conn = hookrelay_shared::amqp::connect(&amqp_url, "test-fire")
             .await
             .expect("RabbitMQ");
-        let ch = hookrelay_shared::amqp::confirm_channel(&conn).await.expect("channel");
+        let ch = hookrelay_shared::amqp::confirm_channel(&conn)
+            .await
+            .expect("channel");
         while !s.is_cancelled() {
             let due: Vec<(Uuid, time::OffsetDateTime, i32)> = sqlx::query_as(
                 "SELECT id, event_received_at, attempt_count FROM deliveries
@@ -106,7 +113,14 @@ async fn publish_three(env: &TestEnv) {
 async fn a_failing_head_holds_the_next_deliveries_until_it_succeeds() {
     let env = env_with(|_| {}).await;
     // The first two requests fail: the head is tried three times before the others go.
-    let rx = Receiver::start_with(|n| if n < 2 { Reply::status(500, "no") } else { Reply::ok() }).await;
+    let rx = Receiver::start_with(|n| {
+        if n < 2 {
+            Reply::status(500, "no")
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
     let hook = fifo_webhook(&env, &rx.url("/"), "1s,1s,1s").await;
     let running = start(&env).await;
     let fire = fire_retries(&env, hook.id);
@@ -146,7 +160,14 @@ async fn a_failing_head_holds_the_next_deliveries_until_it_succeeds() {
 async fn a_head_that_exhausts_its_retries_lets_the_next_one_go() {
     let env = env_with(|_| {}).await;
     // One retry: the head fails twice and ends failed; the others then succeed.
-    let rx = Receiver::start_with(|n| if n < 2 { Reply::status(500, "no") } else { Reply::ok() }).await;
+    let rx = Receiver::start_with(|n| {
+        if n < 2 {
+            Reply::status(500, "no")
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
     let hook = fifo_webhook(&env, &rx.url("/"), "300ms").await;
     let running = start(&env).await;
     let fire = fire_retries(&env, hook.id);
@@ -158,10 +179,17 @@ async fn a_head_that_exhausts_its_retries_lets_the_next_one_go() {
     let (h, a, b) = (order[0].clone(), order[1].clone(), order[2].clone());
     assert_eq!(arrivals(&rx), vec![h.clone(), h.clone(), a, b.clone()]);
     let (state, count, _) = delivery_state(&env, delivery_of(&env, &h).await).await;
-    assert_eq!((state.as_str(), count), ("failed", 2), "the head ran out of retries");
+    assert_eq!(
+        (state.as_str(), count),
+        ("failed", 2),
+        "the head ran out of retries"
+    );
     let last = delivery_of(&env, &b).await;
     assert!(
-        eventually(WAIT, || async { delivery_state(&env, last).await.0 == "succeeded" }).await
+        eventually(WAIT, || async {
+            delivery_state(&env, last).await.0 == "succeeded"
+        })
+        .await
     );
     fire.cancel();
     running.shutdown().await;
@@ -172,7 +200,14 @@ async fn a_head_that_exhausts_its_retries_lets_the_next_one_go() {
 async fn switching_to_none_releases_the_held_deliveries() {
     let env = env_with(|_| {}).await;
     // The head fails and waits an hour for its retry; the others are held behind it.
-    let rx = Receiver::start_with(|n| if n == 0 { Reply::status(500, "no") } else { Reply::ok() }).await;
+    let rx = Receiver::start_with(|n| {
+        if n == 0 {
+            Reply::status(500, "no")
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
     let hook = fifo_webhook(&env, &rx.url("/"), "1h").await;
     let running = start(&env).await;
     publish_three(&env).await;

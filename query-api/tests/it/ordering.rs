@@ -39,7 +39,10 @@ async fn ordering_is_created_read_back_and_patched() {
     assert_eq!(res.status, 201, "{}", res.text);
     assert_eq!(res.body["ordering"], "fifo");
     let id = res.body["id"].as_str().expect("id").to_owned();
-    assert_eq!(api.get(&format!("/api/v1/webhooks/{id}")).await.body["ordering"], "fifo");
+    assert_eq!(
+        api.get(&format!("/api/v1/webhooks/{id}")).await.body["ordering"],
+        "fifo"
+    );
     let res = patch(&api, &id, json!({"name": "Renamed"})).await;
     assert_eq!(res.body["ordering"], "fifo", "an absent ordering stays");
     let res = patch(&api, &id, json!({"ordering": "none"})).await;
@@ -115,7 +118,11 @@ async fn a_manual_retry_of_a_held_delivery_is_a_409_and_of_a_finished_one_a_202(
     let res = retry(held.id).await;
     res.assert_problem(409, "held behind the head");
     let res = retry(finished.id).await;
-    assert_eq!(res.status, 202, "a finished delivery is retried out of band: {}", res.text);
+    assert_eq!(
+        res.status, 202,
+        "a finished delivery is retried out of band: {}",
+        res.text
+    );
     assert_eq!(res.body["queued"], true);
     let res = retry(head.id).await;
     assert_eq!(res.status, 202, "the head itself may be retried: {}", res.text);

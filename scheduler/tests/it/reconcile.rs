@@ -171,17 +171,27 @@ async fn reconcile_promotes_the_stuck_head_of_an_ordered_webhook_and_only_that()
     let h = ordered_deliveries(
         &env,
         healthy,
-        &[(1, "retrying", Some(now + Duration::from_secs(600))), (2, "pending", None)],
+        &[
+            (1, "retrying", Some(now + Duration::from_secs(600))),
+            (2, "pending", None),
+        ],
     )
     .await;
 
     let mut sched = Scheduler::build(env.context(), fast(&env)).await.expect("builds");
     let r = sched.reconcile().await.expect("reconcile");
     assert_eq!(r.promoted, 1, "the stuck webhook's head, nothing else");
-    assert_eq!((r.scanned, r.added), (2, 2), "the promoted head and the healthy head");
+    assert_eq!(
+        (r.scanned, r.added),
+        (2, 2),
+        "the promoted head and the healthy head"
+    );
     assert!(has_next(&env, s[1]).await, "seq 2 is now the head, due at once");
     assert!(!has_next(&env, s[2]).await, "seq 3 still waits behind it");
-    assert!(!has_next(&env, h[1]).await, "the healthy webhook's held delivery stays held");
+    assert!(
+        !has_next(&env, h[1]).await,
+        "the healthy webhook's held delivery stays held"
+    );
     let r = sched.reconcile().await.expect("reconcile again");
     assert_eq!((r.promoted, r.added), (0, 0), "a second pass changes nothing");
     env.cleanup().await;
