@@ -176,9 +176,13 @@ fn main() -> ExitCode {
 
 /// The database created and migrated (every component does it on start, see [`db::prepare`]),
 /// and a pool on it.
-async fn context(config: Config, pool_size: u32) -> anyhow::Result<Context> {
+/// `warm` connections are opened before it returns ([`db::connect_warm`]): the dispatcher's,
+/// so its first busy second does not wait on connection set-up.
+async fn context(config: Config, pool_size: u32, warm: u32) -> anyhow::Result<Context> {
     db::prepare(&config).await.context("PostgreSQL")?;
-    let db = db::connect(&config, pool_size).await.context("PostgreSQL")?;
+    let db = db::connect_warm(&config, pool_size, warm)
+        .await
+        .context("PostgreSQL")?;
     let ctx = Context::new(config, db, Metrics::new());
     // The stored settings in force from the first event on (not the env values until the
     // first background refresh).
@@ -214,7 +218,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                 );
             }
             migrate(&config).await?;
-            let ctx = context(config, 16).await?;
+            let ctx = context(config, 16, 8).await?;
             let listener = tokio::net::TcpListener::bind(ctx.config.api_addr)
                 .await
                 .with_context(|| format!("cannot listen on HOOKRELAY_API_ADDR {}", ctx.config.api_addr))?;
@@ -234,7 +238,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             finish(&stop, results)
         }
         Command::Dispatcher => {
-            let ctx = context(config, 8).await?;
+            let ctx = context(config, 8, 8).await?;
             let stop = shutdown::on_signal();
             let ops = ops_server(&ctx, &stop).await?;
             let result = hookrelay_dispatcher::run(ctx, stop.clone()).await;
@@ -242,7 +246,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             result
         }
         Command::Scheduler => {
-            let ctx = context(config, 4).await?;
+            let ctx = context(config, 4, 0).await?;
             let stop = shutdown::on_signal();
             let ops = ops_server(&ctx, &stop).await?;
             let result = hookrelay_scheduler::run(ctx, stop.clone()).await;
@@ -250,7 +254,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             result
         }
         Command::Api => {
-            let ctx = context(config, 16).await?;
+            let ctx = context(config, 16, 0).await?;
             let listener = tokio::net::TcpListener::bind(ctx.config.api_addr)
                 .await
                 .with_context(|| format!("cannot listen on HOOKRELAY_API_ADDR {}", ctx.config.api_addr))?;

@@ -36,7 +36,8 @@ use crate::{
 
 /// Most messages handled in one transaction.
 pub const MAX_BATCH: usize = 200;
-/// How long a batch waits for more messages after its first one.
+/// How long a batch waits for more messages after its first one, at most: while all of the
+/// [`PIPELINE`] is busy storing. See [`batch_window`].
 pub const BATCH_WINDOW: Duration = Duration::from_millis(5);
 /// Batches being stored at once: while one commits (waiting on the WAL flush), the next are
 /// already being written. They are acked in the order they were taken.
@@ -83,7 +84,7 @@ pub async fn consume(
                     Some(Err(e)) => break Err(e.into()),
                     None => break Err(anyhow::anyhow!("the events consumer was cancelled by the broker")),
                 };
-                let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+                let deadline = tokio::time::Instant::now() + batch_window(stored.len());
                 let mut failed = None;
                 while batch.len() < MAX_BATCH {
                     match tokio::time::timeout_at(deadline, consumer.next()).await {
@@ -118,6 +119,15 @@ pub async fn consume(
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
         .await;
     result
+}
+
+/// How long a new batch waits for more messages when `storing` batches are being stored: none
+/// when the database is idle (waiting would only add latency: the batch takes what has arrived
+/// and goes), more as the pipeline fills (a busy database commits bigger batches instead of
+/// more of them). Messages that have already arrived are taken whatever the window.
+pub fn batch_window(storing: usize) -> Duration {
+    let storing = u32::try_from(storing.min(PIPELINE)).unwrap_or(0);
+    BATCH_WINDOW * storing / PIPELINE as u32
 }
 
 /// Acks a stored batch: everything up to its last message (earlier batches are acked already,

@@ -30,6 +30,8 @@ use hookrelay_shared::{
 use lapin::{BasicProperties, options::BasicPublishOptions, options::QueueDeclareOptions, types::FieldTable};
 use sqlx::{Connection, Executor};
 
+mod stages;
+
 #[derive(Parser, Debug, Clone)]
 #[command(name = "hookrelay-load", about = "Load test of the hookrelay dispatcher")]
 struct Args {
@@ -534,6 +536,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
             "slowest seconds:       {slowest} (second of publishing: worst latency, events over 100 ms)"
         );
     }
+    stages::print(&pool, &healthy).await;
     println!(
         "request time:          avg {:.1} ms, p50 {:.1} ms, p99 {:.1} ms (as the dispatcher measured it)",
         request_ms.0.unwrap_or(f64::NAN),
