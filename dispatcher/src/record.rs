@@ -164,7 +164,14 @@ async fn run(
                 None => break,
             }
         }
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        // The next delivery of an ordered webhook waits for this commit: no window for it
+        // (what is queued already is still taken), else every ordered delivery costs 10 ms more.
+        let window = if batch.iter().any(|r| r.req.seq.is_some()) {
+            Duration::ZERO
+        } else {
+            BATCH_WINDOW
+        };
+        let deadline = tokio::time::Instant::now() + window;
         while batch.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(r)) => batch.push(r),
