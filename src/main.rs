@@ -130,6 +130,9 @@ enum WebhooksCommand {
         /// `v1` (HMAC, the default), `v1a` (ed25519: prints the `public_key`) or `v1,v1a`.
         #[arg(long, value_name = "SCHEME")]
         signature_scheme: Option<String>,
+        /// `none` (the default) or `fifo`: one delivery at a time, in acceptance order.
+        #[arg(long, value_name = "ORDERING")]
+        ordering: Option<String>,
     },
     #[command(flatten)]
     Manage(manage::WebhooksManage),
@@ -379,8 +382,10 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
             filter,
             headers,
             signature_scheme,
+            ordering,
         } => {
             let headers = header_args(&headers)?;
+            let ordering = ordering.as_deref().map(manage::parse_ordering).transpose()?;
             let signature_scheme = signature_scheme
                 .map(|s| {
                     SignatureScheme::parse(&s)
@@ -407,6 +412,7 @@ async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::
                 filter,
                 headers,
                 signature_scheme,
+                ordering,
             };
             new.validate(config.allow_private_targets).map_err(|e| {
                 anyhow::anyhow!(

@@ -62,10 +62,14 @@ struct Claimed {
     event_id: String,
     webhook_id: Uuid,
     event_type: String,
+    /// When its retry window started: its creation, or for an ordered webhook's delivery the
+    /// moment it became the head.
     created_at: OffsetDateTime,
     attempt: i32,
     /// Deferred to a rate-limit slot that it holds now.
     slot_reserved: bool,
+    /// Its number, for an ordered webhook's delivery.
+    seq: Option<i64>,
 }
 
 /// What became of a job.
@@ -144,7 +148,9 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outc
         Trigger::Initial | Trigger::Automatic => claim(core, job).await?,
     };
     let Some(claimed) = claimed else {
-        return Ok(Outcome::Skipped("not due, already attempted, or finished"));
+        return Ok(Outcome::Skipped(
+            "not due, already attempted, finished, or held behind its webhook's head",
+        ));
     };
     let body: Option<String> =
         sqlx::query_scalar("SELECT body FROM events WHERE id = $1 AND received_at = $2")
@@ -153,7 +159,7 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outc
             .fetch_optional(&core.ctx.db)
             .await?;
     let Some(body) = body else {
-        fail_delivery(core, job, "the event is gone (past retention)").await?;
+        crate::ordered::fail_delivery(core, job, "the event is gone (past retention)").await?;
         return Ok(Outcome::Skipped("the event is gone"));
     };
     let target = match core.cache.get(claimed.webhook_id) {
@@ -163,7 +169,7 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outc
             .map(Arc::new),
     };
     let Some(target) = target else {
-        fail_delivery(core, job, "the webhook was deleted").await?;
+        crate::ordered::fail_delivery(core, job, "the webhook was deleted").await?;
         return Ok(Outcome::Skipped("the webhook was deleted"));
     };
     // A disabled webhook gets nothing, not even a manual retry queued before it was disabled.
@@ -176,7 +182,7 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outc
             Some("failing") => "webhook disabled: every attempt failed for HOOKRELAY_DISABLE_AFTER",
             _ => "webhook disabled",
         };
-        fail_delivery(core, job, why).await?;
+        crate::ordered::fail_delivery(core, job, why).await?;
         return Ok(Outcome::Skipped("the webhook is disabled"));
     }
     let req = AttemptRequest {
@@ -189,6 +195,7 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outc
         attempt: claimed.attempt,
         trigger: job.trigger,
         delivery_created_at: claimed.created_at,
+        seq: claimed.seq,
     };
     let (done_tx, done_rx) = oneshot::channel();
     let mut attempt = Attempt::new(req, Some(done_tx));
@@ -201,7 +208,7 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outc
     Ok(Outcome::Done)
 }
 
-type ClaimRow = (String, Uuid, String, OffsetDateTime, Option<String>);
+type ClaimRow = (String, Uuid, String, OffsetDateTime, Option<String>, Option<i64>);
 
 /// Takes the delivery for this attempt, extending its lease; `None` for a stale or duplicate job.
 async fn claim(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> {
@@ -209,7 +216,7 @@ async fn claim(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> 
         "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
          WHERE id = $1 AND event_received_at = $2 AND state IN ('pending', 'retrying')
            AND attempt_count = $4 - 1 AND next_attempt_at <= now() + interval '5 seconds'
-         RETURNING event_id, webhook_id, event_type, created_at, deferred_reason",
+         RETURNING event_id, webhook_id, event_type, COALESCE(promoted_at, created_at), deferred_reason, seq",
     )
     .bind(job.delivery_id)
     .bind(job.event_received_at)
@@ -218,49 +225,40 @@ async fn claim(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> 
     .fetch_optional(&core.ctx.db)
     .await?;
     Ok(row.map(
-        |(event_id, webhook_id, event_type, created_at, deferred)| Claimed {
+        |(event_id, webhook_id, event_type, created_at, deferred, seq)| Claimed {
             event_id,
             webhook_id,
             event_type,
             created_at,
             attempt: job.attempt,
             slot_reserved: deferred.as_deref() == Some("rate_limit"),
+            seq,
         },
     ))
 }
 
-/// A manual retry is sent whatever the delivery's state, as the next attempt number.
+/// A manual retry is sent whatever the delivery's state, as the next attempt number, except
+/// for a delivery held behind its ordered webhook's head (the API refuses those with a 409;
+/// a job queued anyway is dropped, so the order holds).
 async fn manual(core: &Core, job: &DeliveryJob) -> sqlx::Result<Option<Claimed>> {
-    let row: Option<(String, Uuid, String, OffsetDateTime, i32)> = sqlx::query_as(
-        "SELECT event_id, webhook_id, event_type, created_at, attempt_count FROM deliveries
-         WHERE id = $1 AND event_received_at = $2",
+    let row: Option<(String, Uuid, String, OffsetDateTime, i32, Option<i64>)> = sqlx::query_as(
+        "SELECT event_id, webhook_id, event_type, COALESCE(promoted_at, created_at), attempt_count, seq FROM deliveries d
+         WHERE id = $1 AND event_received_at = $2 AND NOT ((seq IS NOT NULL AND state IN ('pending', 'retrying')
+             AND next_attempt_at IS NULL))",
     )
     .bind(job.delivery_id)
     .bind(job.event_received_at)
     .fetch_optional(&core.ctx.db)
     .await?;
-    Ok(
-        row.map(|(event_id, webhook_id, event_type, created_at, count)| Claimed {
+    Ok(row.map(
+        |(event_id, webhook_id, event_type, created_at, count, seq)| Claimed {
             event_id,
             webhook_id,
             event_type,
             created_at,
             attempt: count + 1,
             slot_reserved: false,
-        }),
-    )
-}
-
-/// Ends a delivery that can't be attempted any more (no request is made).
-async fn fail_delivery(core: &Core, job: &DeliveryJob, why: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, error = $3, updated_at = now()
-         WHERE id = $1 AND event_received_at = $2 AND state IN ('pending', 'retrying')",
-    )
-    .bind(job.delivery_id)
-    .bind(job.event_received_at)
-    .bind(why)
-    .execute(&core.ctx.db)
-    .await?;
-    Ok(())
+            seq,
+        },
+    ))
 }

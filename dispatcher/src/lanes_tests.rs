@@ -27,6 +27,7 @@ fn attempt(cap: u32, trigger: Trigger) -> Attempt {
         attempt: 1,
         trigger,
         delivery_created_at: now,
+        seq: None,
     };
     Attempt::new(req, None)
 }

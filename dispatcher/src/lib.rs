@@ -9,7 +9,8 @@
 //! Retry-After pause, rate limit, in Redis). What can't go now is deferred ([`defer`]): a later
 //! `next_attempt_at` and a place in the scheduler's retry set, no attempt row, no retry used.
 //! Attempts are sent ([`send`]) and handed to the recorder ([`record`]), which writes them in
-//! batches. The AMQP connection is supervised: when it fails, the dispatcher reconnects with
+//! batches. An ordered (`fifo`) webhook has one delivery sendable at a time, its head; the
+//! recorder promotes the next one when it ends ([`ordered`]). The AMQP connection is supervised: when it fails, the dispatcher reconnects with
 //! backoff and RabbitMQ redelivers what was unacked.
 
 pub mod defer;
@@ -17,6 +18,7 @@ pub mod events;
 pub mod guard;
 pub mod jobs;
 pub mod lanes;
+pub mod ordered;
 pub mod pace;
 pub mod record;
 pub mod rollup;
@@ -392,6 +394,7 @@ pub struct Dispatcher {
     recorder_stop: CancellationToken,
     recorder_task: tokio::task::JoinHandle<()>,
     defer_task: tokio::task::JoinHandle<()>,
+    promoted: tokio::sync::mpsc::UnboundedReceiver<hookrelay_shared::ordering::Promoted>,
 }
 
 impl Dispatcher {
@@ -400,7 +403,8 @@ impl Dispatcher {
         let cache = TargetCache::load(&ctx.db).await?;
         let sender = Sender::new(&ctx.config)?;
         let recorder_stop = CancellationToken::new();
-        let (recorder, recorder_task) = record::spawn(ctx.clone(), recorder_stop.clone());
+        let (promoted_tx, promoted) = tokio::sync::mpsc::unbounded_channel();
+        let (recorder, recorder_task) = record::spawn(ctx.clone(), recorder_stop.clone(), promoted_tx);
         let (deferrer, defer_task) = defer::spawn(ctx.clone(), recorder_stop.clone());
         let core = Arc::new(Core {
             deferrer,
@@ -422,6 +426,7 @@ impl Dispatcher {
             recorder_stop,
             recorder_task,
             defer_task,
+            promoted,
         })
     }
 
@@ -432,8 +437,16 @@ impl Dispatcher {
 
     /// Consumes until `shutdown`, then drains: in-flight attempts get `shutdown_grace` to
     /// finish and be recorded; unacked messages go back to RabbitMQ when the connection closes.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let core = self.core.clone();
+        // Heads the recorder promoted are sent at once (the loop ends with the recorder).
+        let mut promoted = std::mem::replace(&mut self.promoted, tokio::sync::mpsc::unbounded_channel().1);
+        let sender = core.clone();
+        tokio::spawn(async move {
+            while let Some(p) = promoted.recv().await {
+                sender.send_promoted(p);
+            }
+        });
         // Attempts waiting for a slot stop waiting at the signal itself, not after the
         // consumers have wound down.
         let stopping = core.stopping.clone();

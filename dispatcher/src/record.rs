@@ -5,10 +5,20 @@
 //! channel in front of the recorder slows the senders down meanwhile (a sender keeps its
 //! concurrency slot until its record is queued). A job ack that rides on a record is only
 //! released once the record is committed.
+//!
+//! For an ordered webhook the same transaction promotes the next head when a sequenced
+//! delivery ends ([`hookrelay_shared::ordering::promote`]); promoted heads go out on the
+//! [`PromotedSender`] after the commit, to be sent at once.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use hookrelay_shared::{Context, db, ids, jobs::Trigger, retry, retry_store, retry_store::RetryEntry};
+use hookrelay_shared::{
+    Context, db, ids,
+    jobs::Trigger,
+    ordering::{self, Promoted},
+    retry, retry_store,
+    retry_store::RetryEntry,
+};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -112,14 +122,27 @@ impl RecorderHandle {
     }
 }
 
+/// Where the heads the recorder promotes go (the dispatcher sends them at once). Unbounded: at
+/// most one per ordered webhook per committed batch.
+pub type PromotedSender = mpsc::UnboundedSender<Promoted>;
+
 /// Starts the recorder task. After `stop` it writes what is queued and ends.
-pub fn spawn(ctx: Context, stop: CancellationToken) -> (RecorderHandle, tokio::task::JoinHandle<()>) {
+pub fn spawn(
+    ctx: Context,
+    stop: CancellationToken,
+    promoted: PromotedSender,
+) -> (RecorderHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let task = tokio::spawn(run(ctx, rx, stop));
+    let task = tokio::spawn(run(ctx, rx, stop, promoted));
     (RecorderHandle { tx }, task)
 }
 
-async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationToken) {
+async fn run(
+    ctx: Context,
+    mut rx: mpsc::Receiver<Record>,
+    stop: CancellationToken,
+    promoted: PromotedSender,
+) {
     let redis = Arc::new(tokio::sync::Mutex::new(RedisSlot::new(&ctx.config.redis_url)));
     // The health stats of what is committed, written once a second (see `rollup`).
     let stats = Arc::new(RollupSink::new());
@@ -141,7 +164,14 @@ async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationTok
                 None => break,
             }
         }
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        // The next delivery of an ordered webhook waits for this commit: no window for it
+        // (what is queued already is still taken), else every ordered delivery costs 10 ms more.
+        let window = if batch.iter().any(|r| r.req.seq.is_some()) {
+            Duration::ZERO
+        } else {
+            BATCH_WINDOW
+        };
+        let deadline = tokio::time::Instant::now() + window;
         while batch.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(r)) => batch.push(r),
@@ -151,15 +181,17 @@ async fn run(ctx: Context, mut rx: mpsc::Receiver<Record>, stop: CancellationTok
         // One UPDATE row per delivery per statement: a second record of the same delivery
         // (a manual retry racing an automatic one) waits for the next batch.
         let mut seen = HashSet::new();
-        let (now, later): (Vec<Record>, Vec<Record>) =
+        let (mut now, later): (Vec<Record>, Vec<Record>) =
             batch.into_iter().partition(|r| seen.insert(r.req.delivery_id));
         carry = later;
+        // Delivery rows are locked by id, the order every writer uses.
+        now.sort_unstable_by_key(|r| r.req.delivery_id);
         let Ok(writer) = writers.clone().acquire_owned().await else {
             break;
         };
-        let (ctx, redis, stats) = (ctx.clone(), redis.clone(), stats.clone());
+        let (ctx, redis, stats, promoted) = (ctx.clone(), redis.clone(), stats.clone(), promoted.clone());
         tokio::spawn(async move {
-            finish(&ctx, now, &redis, &stats).await;
+            finish(&ctx, now, &redis, &stats, &promoted).await;
             drop(writer);
         });
     }
@@ -175,8 +207,13 @@ async fn finish(
     batch: Vec<Record>,
     redis: &tokio::sync::Mutex<RedisSlot>,
     stats: &RollupSink,
+    promoted: &PromotedSender,
 ) {
-    let entries = write_with_retry(ctx, &batch).await;
+    let (entries, heads) = write_with_retry(ctx, &batch).await;
+    for p in heads {
+        // Only fails once the dispatcher is gone: the head's lease brings it back.
+        let _ = promoted.send(p);
+    }
     stats.add(&batch);
     if !entries.is_empty() {
         ctx.metrics.retries_scheduled.inc_by(entries.len() as u64);
@@ -198,18 +235,19 @@ fn observe(ctx: &Context, r: &Record) {
         .observe(r.out.duration.as_secs_f64());
 }
 
-async fn write_with_retry(ctx: &Context, batch: &[Record]) -> Vec<RetryEntry> {
+async fn write_with_retry(ctx: &Context, batch: &[Record]) -> (Vec<RetryEntry>, Vec<Promoted>) {
     let mut delay = Duration::from_millis(100);
+    let lease_secs = ctx.config.attempt_lease.0.as_secs_f64();
     loop {
         let started = std::time::Instant::now();
-        match write(&ctx.db, batch).await {
-            Ok((entries, exhausted)) => {
+        match write(&ctx.db, batch, lease_secs).await {
+            Ok((entries, exhausted, heads)) => {
                 ctx.metrics
                     .db_operation
                     .get_or_create(&[("op", "record_attempts")])
                     .observe(started.elapsed().as_secs_f64());
                 ctx.metrics.deliveries_exhausted.inc_by(exhausted);
-                return entries;
+                return (entries, heads);
             }
             Err(e) => {
                 if is_missing_partition(&e) {
@@ -343,12 +381,27 @@ RETURNING d.id, d.event_received_at, d.state, d.next_attempt_at, u.mode, u.attem
 
 type Updated = (Uuid, OffsetDateTime, String, Option<OffsetDateTime>, String, i32);
 
-/// Writes a batch in one transaction; returns the retries to schedule and how many
-/// deliveries ran out of retries.
-async fn write(pool: &PgPool, batch: &[Record]) -> sqlx::Result<(Vec<RetryEntry>, u64)> {
+/// Writes a batch in one transaction; returns the retries to schedule, how many deliveries
+/// ran out of retries, and the heads of ordered webhooks it promoted.
+async fn write(
+    pool: &PgPool,
+    batch: &[Record],
+    lease_secs: f64,
+) -> sqlx::Result<(Vec<RetryEntry>, u64, Vec<Promoted>)> {
     let c = Columns::from(batch);
+    let mut ordered: Vec<Uuid> = batch
+        .iter()
+        .filter(|r| r.req.seq.is_some())
+        .map(|r| r.req.target.webhook.id)
+        .collect();
+    ordered.sort_unstable();
+    ordered.dedup();
     let mut tx = pool.begin().await?;
     db::index_plans_only(&mut tx).await?;
+    if !ordered.is_empty() {
+        // The lock order of hookrelay_shared::ordering: sequence rows, then deliveries.
+        ordering::lock(&mut tx, &ordered).await?;
+    }
     sqlx::query(INSERT_ATTEMPTS)
         .bind(&c.id)
         .bind(&c.delivery_id)
@@ -381,6 +434,23 @@ async fn write(pool: &PgPool, batch: &[Record]) -> sqlx::Result<(Vec<RetryEntry>
         .bind(&c.attempted_at)
         .fetch_all(&mut *tx)
         .await?;
+    // A head that ended (or is still waiting: then nothing changes) lets the next one go.
+    let mut ended: Vec<Uuid> = Vec::new();
+    if !ordered.is_empty() {
+        let finished: HashSet<Uuid> = updated
+            .iter()
+            .filter(|u| u.2 != "pending" && u.2 != "retrying")
+            .map(|u| u.0)
+            .collect();
+        ended = batch
+            .iter()
+            .filter(|r| r.req.seq.is_some() && finished.contains(&r.req.delivery_id))
+            .map(|r| r.req.target.webhook.id)
+            .collect();
+        ended.sort_unstable();
+        ended.dedup();
+    }
+    let heads = ordering::promote(&mut tx, &ended, lease_secs).await?;
     tx.commit().await?;
     let mut entries = Vec::new();
     let mut exhausted = 0;
@@ -396,7 +466,7 @@ async fn write(pool: &PgPool, batch: &[Record]) -> sqlx::Result<(Vec<RetryEntry>
             _ => {}
         }
     }
-    Ok((entries, exhausted))
+    Ok((entries, exhausted, heads))
 }
 
 /// A lazily (re)connected Redis connection: Redis being down never stops recording.

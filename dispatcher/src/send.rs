@@ -31,6 +31,9 @@ pub struct AttemptRequest {
     pub trigger: Trigger,
     /// When the delivery was created (the retry window is measured from it).
     pub delivery_created_at: OffsetDateTime,
+    /// Its place in an ordered webhook's sequence ([`hookrelay_shared::ordering`]): the
+    /// recorder promotes the next one when this one ends.
+    pub seq: Option<i64>,
 }
 
 /// What happened when the request was made.

@@ -44,6 +44,25 @@ impl HealthReader {
         }
     }
 
+    /// Adds deliveries to the scheduler's retry set (those an `ordering: none` released), on
+    /// this connection; when Redis can't take them, the scheduler's reconcile adds them.
+    pub async fn schedule(&self, entries: &[hookrelay_shared::retry_store::RetryEntry]) {
+        let Some(mut conn) = self.connection().await else {
+            return;
+        };
+        let added = tokio::time::timeout(
+            Duration::from_secs(2),
+            hookrelay_shared::retry_store::schedule(&mut conn, &self.namespace, entries),
+        )
+        .await;
+        if !matches!(added, Ok(Ok(()))) {
+            tracing::warn!(
+                deliveries = entries.len(),
+                "released deliveries not added to redis; the scheduler's reconcile adds them"
+            );
+        }
+    }
+
     /// The webhook's health; `None` when Redis can't answer within a second.
     pub async fn read(&self, webhook_id: Uuid) -> Option<Health> {
         let mut conn = self.connection().await?;

@@ -42,7 +42,7 @@ pub struct RetryQueued {
         (status = 202, description = "Queued; the attempt appears in the log with trigger manual", body = RetryQueued),
         BadId, NeedsAdmin,
         (status = 404, description = "No such attempt or delivery", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The delivery's webhook is disabled or deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The delivery's webhook is disabled or deleted, or the delivery is held behind the head of its ordered webhook", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "RabbitMQ is unreachable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -57,6 +57,13 @@ pub async fn retry_one(
         return Err(AppError::NotFound(format!("no attempt or delivery with id {id}")));
     };
     let webhook_id = check_webhook_live(&state.ctx.db, &delivery).await?;
+    if hookrelay_shared::ordering::is_held(&state.ctx.db, delivery.id, delivery.event_received_at).await? {
+        return Err(AppError::Conflict(format!(
+            "delivery {} is held behind the head of its ordered (fifo) webhook: it is sent in its \
+             turn, after the deliveries accepted before it; retry it once it has been attempted",
+            delivery.id
+        )));
+    }
     let channel = state.publisher.channel().await?;
     match manual_retry::retry(
         &state.ctx.db,

@@ -58,6 +58,10 @@ pub struct WebhookOut {
     /// The `whpk_` ed25519 public key receivers verify `v1a` signatures with (the newest live
     /// one); null when the scheme has no `v1a`.
     pub public_key: Option<String>,
+    /// `none` (default) or `fifo`: one delivery at a time, in the order the events were
+    /// accepted; a failing one holds the ones after it until it succeeds or exhausts its retries.
+    #[schema(example = "none")]
+    pub ordering: String,
     /// The circuit breaker shared by the dispatchers and the last 24 h's attempts and
     /// success rate (on `GET /api/v1/webhooks` and `GET /api/v1/webhooks/{id}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +91,7 @@ impl WebhookOut {
             headers: w.headers.redacted(),
             signature_scheme: w.signature_scheme.as_str().to_owned(),
             public_key: w.public_key,
+            ordering: w.ordering.as_str().to_owned(),
             health: None,
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
@@ -129,6 +134,10 @@ pub struct WebhookCreate {
     /// the `whpk_` `public_key`) or `v1,v1a` (both).
     #[schema(example = "v1a")]
     signature_scheme: Option<String>,
+    /// `none` (default) or `fifo`: one delivery at a time, in the order the events were
+    /// accepted (see docs/webhook-options.md for throughput and manual retries).
+    #[schema(example = "fifo")]
+    ordering: Option<String>,
 }
 
 /// The body of `PATCH /api/v1/webhooks/{id}`: absent fields stay as they are.
@@ -156,6 +165,10 @@ pub struct WebhookUpdate {
     /// Keys of a kind the new scheme adds are made at once (a new `whsec_` secret is in the
     /// answer); keys of a kind it drops keep signing for 24 h, beside the new ones.
     signature_scheme: Option<String>,
+    /// `fifo` numbers the deliveries accepted from now on (those already waiting are not
+    /// reordered); `none` releases the held ones at once (the one in flight finishes).
+    #[schema(example = "none")]
+    ordering: Option<String>,
 }
 
 /// A page of webhooks, oldest first.
@@ -203,6 +216,7 @@ fn patched_fields(p: &WebhookPatch) -> Vec<&'static str> {
         ("filter", p.filter.is_some()),
         ("headers", p.headers.is_some()),
         ("signature_scheme", p.signature_scheme.is_some()),
+        ("ordering", p.ordering.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, given)| given.then_some(name))
@@ -355,10 +369,19 @@ pub async fn update(
     check_policy_bounds(patch.retry_policy.as_ref().and_then(Option::as_ref), &state)?;
     let fields = patched_fields(&patch);
     let was_enabled = webhooks::get(&state.ctx.db, id).await?.map(|w| w.enabled);
-    let (w, keys) = webhooks::update_with_keys(&state.ctx.db, id, patch)
+    let webhooks::Updated {
+        webhook: w,
+        keys,
+        released,
+    } = webhooks::update_full(&state.ctx.db, id, patch)
         .await?
         .ok_or_else(|| not_found(id))?;
     tracing::info!(webhook_id = %id, token_id = %auth.token.id, "webhook updated");
+    if !released.is_empty() {
+        tracing::info!(webhook_id = %id, released = released.len(),
+            "ordering set to none: the held deliveries are released");
+        state.health.schedule(&released).await;
+    }
     record_update(&state, &auth, &w, was_enabled, fields).await;
     Ok(Json(WebhookOut::new(w, Some(&keys))))
 }

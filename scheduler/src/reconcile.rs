@@ -2,6 +2,12 @@
 //! (`pending`/`retrying`, with `next_attempt_at`) is put back into the Redis set if missing.
 //! Rows are read in keyset batches on `deliveries_due_idx`, so 100k+ waiting deliveries cost
 //! a few hundred short queries and Lua calls, never one long transaction.
+//!
+//! First, an ordered webhook whose head is held with nothing to promote it (normally the
+//! transaction that ends a head promotes the next; a race between replicas with different
+//! views of the webhook can leave one behind) gets its head promoted, due at once, so the scan
+//! below adds it. One short transaction per webhook, in the lock order of
+//! `hookrelay_shared::ordering`.
 
 use std::time::Instant;
 
@@ -19,6 +25,8 @@ pub struct ReconcileReport {
     pub scanned: u64,
     /// Entries that were missing from Redis and were added.
     pub added: u64,
+    /// Held heads of ordered webhooks that were promoted (made due at once).
+    pub promoted: u64,
 }
 
 type Row = (Uuid, OffsetDateTime, i32, OffsetDateTime);
@@ -40,7 +48,10 @@ pub async fn reconcile(
     let set = redis_keys::retries(ns);
     let fired = redis_keys::key(ns, "fired");
     let started = Instant::now();
-    let mut report = ReconcileReport::default();
+    let mut report = ReconcileReport {
+        promoted: promote_stuck(ctx).await?,
+        ..Default::default()
+    };
     let mut after: (OffsetDateTime, Uuid) = (OffsetDateTime::UNIX_EPOCH, Uuid::nil());
     loop {
         let rows: Vec<Row> = sqlx::query_as(BATCH_SQL)
@@ -75,10 +86,11 @@ pub async fn reconcile(
         .db_operation
         .get_or_create(&[("op", "reconcile")])
         .observe(started.elapsed().as_secs_f64());
-    if report.added > 0 {
+    if report.added > 0 || report.promoted > 0 {
         tracing::info!(
             scanned = report.scanned,
             added = report.added,
+            promoted = report.promoted,
             duration_ms = started.elapsed().as_millis() as u64,
             "reconcile re-added missing retries"
         );
@@ -90,6 +102,27 @@ pub async fn reconcile(
         );
     }
     Ok(report)
+}
+
+/// Promotes the held head of every ordered webhook that has nothing in flight or waiting.
+async fn promote_stuck(ctx: &Context) -> anyhow::Result<u64> {
+    let mut conn = ctx.db.acquire().await?;
+    let stuck = hookrelay_shared::ordering::stuck_webhooks(&mut conn).await?;
+    drop(conn);
+    let mut promoted = 0u64;
+    for webhook_id in stuck {
+        let mut tx = ctx.db.begin().await?;
+        hookrelay_shared::ordering::lock(&mut tx, &[webhook_id]).await?;
+        // Decided again under the lock: a recorder may have promoted it meanwhile.
+        let heads = hookrelay_shared::ordering::promote(&mut tx, &[webhook_id], 0.0).await?;
+        tx.commit().await?;
+        for h in &heads {
+            tracing::warn!(%webhook_id, delivery_id = %h.delivery_id, seq = h.seq,
+                "an ordered webhook's head was held with nothing to promote it; promoted");
+        }
+        promoted += heads.len() as u64;
+    }
+    Ok(promoted)
 }
 
 /// Takes the namespace's reconcile lock for `ttl` if no replica holds it (so one replica

@@ -19,6 +19,7 @@ pub mod manual_retry;
 pub mod matching;
 pub mod metrics;
 pub mod ops;
+pub mod ordering;
 pub mod redis_keys;
 pub mod retry;
 pub mod retry_store;

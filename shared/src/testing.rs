@@ -372,6 +372,7 @@ pub fn webhook(pattern: &str) -> crate::webhooks::Webhook {
         filter: None,
         headers: Default::default(),
         signature_scheme: Default::default(),
+        ordering: Default::default(),
         public_key: None,
         created_at: now,
         updated_at: now,

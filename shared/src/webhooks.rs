@@ -10,7 +10,9 @@ use crate::{
     custom_headers::{CustomHeaders, validate_headers},
     ed25519::SigningKey,
     matching::is_valid_pattern,
+    ordering::Ordering,
     retry::RetryPolicySpec,
+    retry_store::RetryEntry,
     signing_keys::{Key, NewKeys, SignatureScheme, SigningKeys},
     ssrf,
 };
@@ -52,6 +54,9 @@ pub struct Webhook {
     pub headers: CustomHeaders,
     #[serde(default)]
     pub signature_scheme: SignatureScheme,
+    /// `none` or `fifo` (one at a time, in acceptance order: [`crate::ordering`]).
+    #[serde(default)]
+    pub ordering: Ordering,
     /// The `whpk_` public key of the newest live `v1a` signing key; `None` without one.
     #[serde(default)]
     pub public_key: Option<String>,
@@ -97,6 +102,9 @@ pub struct NewWebhook {
     /// Default [`SignatureScheme::V1`].
     #[serde(default)]
     pub signature_scheme: Option<SignatureScheme>,
+    /// Default [`Ordering::None`].
+    #[serde(default)]
+    pub ordering: Option<Ordering>,
 }
 
 fn yes() -> bool {
@@ -230,6 +238,7 @@ struct Row {
     filter: Option<sqlx::types::Json<serde_json::Value>>,
     headers: sqlx::types::Json<serde_json::Value>,
     signature_scheme: String,
+    ordering: String,
     signing_key: Option<String>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
@@ -237,7 +246,7 @@ struct Row {
 
 /// Columns matching [`Row`].
 pub const COLUMNS: &str = "id, name, url, event_types, enabled, retry_policy, max_in_flight, rate_limit, \
-    disabled_reason, disabled_at, filter, headers, signature_scheme, \
+    disabled_reason, disabled_at, filter, headers, signature_scheme, ordering, \
     (SELECT s.secret FROM webhook_secrets s WHERE s.webhook_id = webhooks.id \
         AND starts_with(s.secret, 'whsk_') AND (s.expires_at IS NULL OR s.expires_at > now()) \
         ORDER BY s.created_at DESC, s.id DESC LIMIT 1) AS signing_key, \
@@ -258,6 +267,7 @@ fn from_row(r: Row) -> Webhook {
         filter: r.filter.map(|j| j.0),
         headers: CustomHeaders::from_json(&r.headers.0),
         signature_scheme: SignatureScheme::parse(&r.signature_scheme).unwrap_or_default(),
+        ordering: Ordering::parse(&r.ordering).unwrap_or_default(),
         public_key: r
             .signing_key
             .and_then(|k| SigningKey::parse(&k).ok())
@@ -297,9 +307,9 @@ pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Ne
     let mut tx = pool.begin().await?;
     let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO webhooks (id, name, url, event_types, enabled, retry_policy, max_in_flight,
-             rate_limit, disabled_reason, disabled_at, filter, headers, signature_scheme)
+             rate_limit, disabled_reason, disabled_at, filter, headers, signature_scheme, ordering)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5 THEN NULL ELSE 'manual' END,
-             CASE WHEN $5 THEN NULL ELSE now() END, $9, $10, $11)
+             CASE WHEN $5 THEN NULL ELSE now() END, $9, $10, $11, $12)
          RETURNING {COLUMNS}"
     )))
     .bind(crate::ids::new_id())
@@ -313,6 +323,7 @@ pub async fn create(pool: &PgPool, new: NewWebhook) -> sqlx::Result<(Webhook, Ne
     .bind(new.filter.map(sqlx::types::Json))
     .bind(sqlx::types::Json(stored_headers(new.headers.as_ref())))
     .bind(scheme.as_str())
+    .bind(new.ordering.unwrap_or_default().as_str())
     .fetch_one(&mut *tx)
     .await?;
     let mut webhook = from_row(row);
@@ -415,6 +426,9 @@ pub struct WebhookPatch {
     /// A new scheme: keys of a kind it adds are made at once (a new `whsec_` secret is in the
     /// answer); keys of a kind it drops keep signing for 24 h.
     pub signature_scheme: Option<SignatureScheme>,
+    /// `fifo` sequences new deliveries; `none` releases the held ones at once
+    /// ([`crate::ordering::release`]).
+    pub ordering: Option<Ordering>,
 }
 
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
@@ -484,6 +498,22 @@ pub async fn update_with_keys(
     id: Uuid,
     patch: WebhookPatch,
 ) -> sqlx::Result<Option<(Webhook, NewKeys)>> {
+    Ok(update_full(pool, id, patch).await?.map(|u| (u.webhook, u.keys)))
+}
+
+/// What a change made besides the webhook itself.
+#[derive(Debug)]
+pub struct Updated {
+    pub webhook: Webhook,
+    /// Keys a change of `signature_scheme` made.
+    pub keys: NewKeys,
+    /// Deliveries released by `ordering: none` (due at once): the caller adds them to the
+    /// scheduler's set if it can, else the scheduler's reconcile does.
+    pub released: Vec<RetryEntry>,
+}
+
+/// [`update_with_keys`], also returning the deliveries a change to `ordering: none` released.
+pub async fn update_full(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Result<Option<Updated>> {
     let (set_policy, policy) = match patch.retry_policy {
         Some(p) => (true, p.map(sqlx::types::Json)),
         None => (false, None),
@@ -518,6 +548,7 @@ pub async fn update_with_keys(
              filter = CASE WHEN $11 THEN $12 ELSE filter END,
              headers = COALESCE($13, headers),
              signature_scheme = COALESCE($14, signature_scheme),
+             ordering = COALESCE($15, ordering),
              -- Enabling clears the reason; disabling through the API says it was manual.
              disabled_reason = CASE WHEN $5 IS NULL THEN disabled_reason WHEN $5 THEN NULL
                  WHEN enabled THEN 'manual' ELSE disabled_reason END,
@@ -544,13 +575,23 @@ pub async fn update_with_keys(
             .map(|h| sqlx::types::Json(stored_headers(h.as_ref()))),
     )
     .bind(patch.signature_scheme.map(SignatureScheme::as_str))
+    .bind(patch.ordering.map(Ordering::as_str))
     .fetch_optional(&mut *tx)
     .await?;
+    let mut released = Vec::new();
     if row.is_some() {
+        // The webhooks row is locked by the UPDATE: the sequence row and the deliveries follow.
+        if patch.ordering == Some(Ordering::None) {
+            released = crate::ordering::release(&mut tx, id).await?;
+        }
         notify_changed(&mut *tx, id).await?;
     }
     tx.commit().await?;
-    Ok(row.map(|r| (from_row(r), made)))
+    Ok(row.map(|r| Updated {
+        webhook: from_row(r),
+        keys: made,
+        released,
+    }))
 }
 
 /// Soft-deletes a webhook (its attempts stay in the log); false when there is no such live one.
@@ -586,9 +627,14 @@ pub async fn auto_disable(pool: &PgPool, id: Uuid, reason: &str, why: &str) -> s
     if done.rows_affected() == 0 {
         return Ok(false);
     }
+    // The lock order of crate::ordering: webhooks row, sequence row, deliveries by id. Held
+    // deliveries of an ordered webhook end here too.
+    crate::ordering::lock(&mut tx, &[id]).await?;
     sqlx::query(
-        "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, error = $2, updated_at = now()
-         WHERE webhook_id = $1 AND state IN ('pending', 'retrying')",
+        "WITH waiting AS (SELECT id, event_received_at FROM deliveries
+             WHERE webhook_id = $1 AND state IN ('pending', 'retrying') ORDER BY id FOR UPDATE)
+         UPDATE deliveries d SET state = 'failed', next_attempt_at = NULL, error = $2, updated_at = now()
+         FROM waiting WHERE d.id = waiting.id AND d.event_received_at = waiting.event_received_at",
     )
     .bind(id)
     .bind(why)

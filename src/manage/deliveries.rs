@@ -242,6 +242,12 @@ async fn retry(config: &Config, pool: &PgPool, id: Uuid) -> anyhow::Result<()> {
         }
         _ => {}
     }
+    if hookrelay_shared::ordering::is_held(pool, delivery.id, delivery.event_received_at).await? {
+        anyhow::bail!(
+            "delivery {} is held behind the head of its ordered (fifo) webhook; it is sent in its turn",
+            delivery.id
+        );
+    }
     let conn = amqp::connect(&config.amqp_url, "retry")
         .await
         .context("RabbitMQ")?;

@@ -14,7 +14,7 @@ use hookrelay_shared::activity;
 
 pub use deliveries::{DeliveriesCommand, deliveries};
 pub use settings::{SettingsCommand, settings_command};
-pub use webhooks::{WebhooksManage, webhooks};
+pub use webhooks::{WebhooksManage, parse_ordering, webhooks};
 
 /// The activity log's actor for changes made on the command line.
 fn actor() -> activity::Actor {

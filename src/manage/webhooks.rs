@@ -6,6 +6,7 @@ use hookrelay_shared::{
     Config, activity,
     duration::parse_duration,
     event::rfc3339,
+    ordering::Ordering,
     retry::RetryPolicySpec,
     settings,
     webhooks::{self, Webhook, WebhookPatch},
@@ -58,6 +59,9 @@ pub enum WebhooksManage {
         /// Requests per second across all dispatchers, or `none`.
         #[arg(long)]
         rate_limit: Option<String>,
+        /// `fifo` (one at a time, in acceptance order) or `none` (releases the held deliveries).
+        #[arg(long, value_name = "ORDERING")]
+        ordering: Option<String>,
         #[command(flatten)]
         out: Output,
     },
@@ -88,6 +92,11 @@ pub enum WebhooksManage {
         #[command(flatten)]
         out: Output,
     },
+}
+
+/// `--ordering`: `none` or `fifo`.
+pub fn parse_ordering(text: &str) -> anyhow::Result<Ordering> {
+    Ordering::parse(text).ok_or_else(|| anyhow::anyhow!("--ordering: `none` or `fifo`"))
 }
 
 fn webhook_json(w: &Webhook) -> anyhow::Result<Value> {
@@ -121,6 +130,7 @@ fn show_webhook(w: &Webhook) {
             w.rate_limit.map_or("none".into(), |r| format!("{r}/s")),
         ),
         ("signature", w.signature_scheme.as_str().to_owned()),
+        ("ordering", w.ordering.as_str().to_owned()),
         ("created", rfc3339(w.created_at)),
         ("updated", rfc3339(w.updated_at)),
     ];
@@ -148,6 +158,7 @@ pub async fn webhooks(command: WebhooksManage, config: &Config, pool: &PgPool) -
             retry_policy,
             max_in_flight,
             rate_limit,
+            ordering,
             out,
         } => {
             let patch = UpdateFlags {
@@ -159,6 +170,7 @@ pub async fn webhooks(command: WebhooksManage, config: &Config, pool: &PgPool) -
                 retry_policy,
                 max_in_flight,
                 rate_limit,
+                ordering,
             }
             .into_patch()?;
             let w = update(config, pool, id, patch).await?;
@@ -221,6 +233,7 @@ struct UpdateFlags {
     retry_policy: Option<String>,
     max_in_flight: Option<u32>,
     rate_limit: Option<String>,
+    ordering: Option<String>,
 }
 
 impl UpdateFlags {
@@ -262,6 +275,7 @@ impl UpdateFlags {
             retry_policy,
             max_in_flight: self.max_in_flight,
             rate_limit,
+            ordering: self.ordering.as_deref().map(parse_ordering).transpose()?,
             ..Default::default()
         })
     }
@@ -284,13 +298,21 @@ async fn update(config: &Config, pool: &PgPool, id: Uuid, patch: WebhookPatch) -
         ("retry_policy", patch.retry_policy.is_some()),
         ("max_in_flight", patch.max_in_flight.is_some()),
         ("rate_limit", patch.rate_limit.is_some()),
+        ("ordering", patch.ordering.is_some()),
     ]
     .into_iter()
     .filter_map(|(f, given)| given.then_some(f))
     .collect();
-    let w = webhooks::update(pool, id, patch)
+    let updated = webhooks::update_full(pool, id, patch)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no webhook with id {id}"))?;
+    if !updated.released.is_empty() {
+        eprintln!(
+            "{} held deliveries released: they are due now (the scheduler picks them up within its reconcile period)",
+            updated.released.len()
+        );
+    }
+    let w = updated.webhook;
     if was_enabled.is_some_and(|e| e != w.enabled) {
         let kind = if w.enabled {
             activity::kind::WEBHOOK_ENABLED

@@ -11,6 +11,7 @@ mod fleet;
 mod isolation;
 mod ops;
 mod options;
+mod ordering;
 mod pipeline;
 mod processes;
 #[path = "../common/receiver.rs"]

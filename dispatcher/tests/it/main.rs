@@ -5,6 +5,7 @@ mod dead_letter;
 mod delivery;
 mod helpers;
 mod jobs;
+mod ordering;
 mod outcomes;
 mod reconnect;
 mod ssrf;

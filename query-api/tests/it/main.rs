@@ -8,6 +8,7 @@ mod deliveries;
 mod details;
 mod ops;
 mod options;
+mod ordering;
 mod portal;
 mod retries;
 mod stats;

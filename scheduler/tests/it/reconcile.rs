@@ -114,3 +114,85 @@ async fn reconcile_does_not_refire_a_job_that_is_still_queued() {
     assert_eq!(take_jobs(&env, &ch).await.len(), 10);
     env.cleanup().await;
 }
+
+/// Inserts deliveries of one ordered webhook with the given `(seq, state, next_attempt_at)`;
+/// their ids in the same order.
+async fn ordered_deliveries(
+    env: &TestEnv,
+    webhook_id: uuid::Uuid,
+    rows: &[(i64, &str, Option<OffsetDateTime>)],
+) -> Vec<uuid::Uuid> {
+    let received_at = OffsetDateTime::now_utc().replace_nanosecond(0).expect("valid");
+    let mut ids = vec![];
+    for (seq, state, next) in rows {
+        let id = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, event_received_at, webhook_id, event_type, state,
+                 attempt_count, next_attempt_at, seq)
+             VALUES ($1, 'evt_' || $1::text, $2, $3, 'order.paid', $4, 0, $5, $6)",
+        )
+        .bind(id)
+        .bind(received_at)
+        .bind(webhook_id)
+        .bind(*state)
+        .bind(*next)
+        .bind(*seq)
+        .execute(&env.db)
+        .await
+        .expect("delivery");
+        ids.push(id);
+    }
+    ids
+}
+
+async fn has_next(env: &TestEnv, id: uuid::Uuid) -> bool {
+    sqlx::query_scalar("SELECT next_attempt_at IS NOT NULL FROM deliveries WHERE id = $1")
+        .bind(id)
+        .fetch_one(&env.db)
+        .await
+        .expect("delivery")
+}
+
+#[tokio::test]
+async fn reconcile_promotes_the_stuck_head_of_an_ordered_webhook_and_only_that() {
+    let env = TestEnv::new().await;
+    let now = OffsetDateTime::now_utc();
+    // Its head ended (succeeded) but nothing promoted the next: seq 2 is held with nothing
+    // in flight, as after a replica that saw the webhook unordered recorded the head.
+    let stuck = uuid::Uuid::now_v7();
+    let s = ordered_deliveries(
+        &env,
+        stuck,
+        &[(1, "succeeded", None), (2, "pending", None), (3, "pending", None)],
+    )
+    .await;
+    // A healthy one: its head waits for a retry, the one behind it is held, as it should be.
+    let healthy = uuid::Uuid::now_v7();
+    let h = ordered_deliveries(
+        &env,
+        healthy,
+        &[
+            (1, "retrying", Some(now + Duration::from_secs(600))),
+            (2, "pending", None),
+        ],
+    )
+    .await;
+
+    let mut sched = Scheduler::build(env.context(), fast(&env)).await.expect("builds");
+    let r = sched.reconcile().await.expect("reconcile");
+    assert_eq!(r.promoted, 1, "the stuck webhook's head, nothing else");
+    assert_eq!(
+        (r.scanned, r.added),
+        (2, 2),
+        "the promoted head and the healthy head"
+    );
+    assert!(has_next(&env, s[1]).await, "seq 2 is now the head, due at once");
+    assert!(!has_next(&env, s[2]).await, "seq 3 still waits behind it");
+    assert!(
+        !has_next(&env, h[1]).await,
+        "the healthy webhook's held delivery stays held"
+    );
+    let r = sched.reconcile().await.expect("reconcile again");
+    assert_eq!((r.promoted, r.added), (0, 0), "a second pass changes nothing");
+    env.cleanup().await;
+}

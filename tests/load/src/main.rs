@@ -88,6 +88,13 @@ struct Args {
     /// rate is at most this divided by its request time.
     #[arg(long)]
     max_in_flight: Option<u32>,
+    /// The healthy webhooks' `ordering`: `none` (default) or `fifo` (one at a time, in
+    /// acceptance order: the rate is bounded by the round trip, record and promotion).
+    #[arg(long, default_value = "none")]
+    ordering: String,
+    /// The receiver waits this long before answering each request.
+    #[arg(long, default_value_t = 0)]
+    response_ms: u64,
 }
 
 /// The healthy webhooks' figures of one run.
@@ -127,6 +134,8 @@ async fn black_hole() -> anyhow::Result<std::net::SocketAddr> {
 
 #[derive(Default)]
 struct Stats {
+    /// How long the receiver waits before it answers.
+    response_ms: u64,
     arrivals: AtomicU64,
     /// When each event was published and its publish → first attempt arrival, in microseconds.
     latencies_us: Mutex<Vec<(u64, u64)>>,
@@ -138,6 +147,9 @@ fn now_us() -> u64 {
 
 async fn receive(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) -> &'static str {
     let at = now_us();
+    if stats.response_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(stats.response_ms)).await;
+    }
     stats.arrivals.fetch_add(1, Ordering::Relaxed);
     if headers.get("x-webhook-attempt").is_some_and(|v| v == "1")
         && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
@@ -273,7 +285,12 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     let setup = conn.create_channel().await?;
     amqp::declare_topology(&setup, &names).await?;
 
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats {
+        response_ms: args.response_ms,
+        ..Default::default()
+    });
+    let ordering = hookrelay_shared::ordering::Ordering::parse(&args.ordering)
+        .ok_or_else(|| anyhow::anyhow!("--ordering: `none` or `fifo`"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let app = Router::new()
@@ -305,6 +322,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
                     event_types: vec!["load.*".into()],
                     enabled: true,
                     max_in_flight: args.max_in_flight,
+                    ordering: Some(ordering),
                     ..Default::default()
                 },
             )
