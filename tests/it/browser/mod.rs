@@ -12,6 +12,7 @@ mod settings;
 mod sign_in;
 mod system;
 mod troubleshooting;
+mod webhook_options;
 mod webhooks;
 
 use std::{
