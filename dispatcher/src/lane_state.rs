@@ -41,6 +41,10 @@ pub(super) struct State {
     pub(super) counted: usize,
     /// This lane is in the list of lanes waiting for a process slot.
     pub(super) starved: bool,
+    /// Its endpoint answered (any HTTP status) the last request of this lane that ended.
+    /// Until it has, the lane sends one request at a time: an endpoint that never answers
+    /// (a black hole) holds one connection and one task of this process, not `max_in_flight`.
+    pub(super) answering: bool,
 }
 
 impl State {
@@ -56,7 +60,14 @@ impl State {
             progress_at: None,
             counted: 0,
             starved: false,
+            answering: false,
         }
+    }
+
+    /// How many requests `a`'s lane may have in flight now: its `max_in_flight` once its
+    /// endpoint answers, one until then (a manual attempt is never held to one).
+    pub(super) fn cap(&self, a: &Attempt) -> u32 {
+        if self.answering || a.manual() { a.cap() } else { 1 }
     }
 
     /// Whether this lane's queue is the process's backlog rather than the endpoint's own: its
@@ -80,7 +91,7 @@ impl State {
     pub(super) fn expired(&self, a: &Attempt, queued_at: Instant, now: Instant) -> bool {
         !a.manual()
             && now.duration_since(queued_at) > MAX_QUEUE_WAIT
-            && (self.in_flight >= a.cap() || !self.counts(now))
+            && (self.in_flight >= self.cap(a) || !self.counts(now))
     }
 
     /// How long this lane's requests have been hanging: since the last one ended (or the first

@@ -212,10 +212,10 @@ impl Lane {
         let mut moves = Moves::default();
         let now = Instant::now();
         // What already waits goes first (it waits for a process slot that may be free now).
-        if st.in_flight < a.cap() && !st.queue.is_empty() {
+        if st.in_flight < st.cap(&a) && !st.queue.is_empty() {
             self.drain(st, permits, now_ms, &mut moves);
         }
-        let below_cap = st.in_flight < a.cap();
+        let below_cap = st.in_flight < st.cap(&a);
         if below_cap
             && st.queue.is_empty()
             && let Some(p) = Self::take_slot(st, permits)
@@ -259,9 +259,21 @@ impl Lane {
         moves
     }
 
-    /// A request of this lane ended after `took`: frees its slot and moves the queue on.
-    pub fn release(&self, took: Duration, permits: &Slots, now_ms: i64, stopping: bool) -> Moves {
+    /// A request of this lane ended after `took`, its endpoint having `answered` (any HTTP
+    /// status) or not (a timeout, a connection error; `None`: no request was made): frees its
+    /// slot and moves the queue on.
+    pub fn release(
+        &self,
+        took: Duration,
+        answered: Option<bool>,
+        permits: &Slots,
+        now_ms: i64,
+        stopping: bool,
+    ) -> Moves {
         let mut st = self.lock();
+        if let Some(answered) = answered {
+            st.answering = answered;
+        }
         let moves = self.release_locked(&mut st, took, permits, now_ms, stopping);
         self.settle(&mut st);
         moves
@@ -331,7 +343,7 @@ impl Lane {
                 moves.defer.push((a, at, "in_flight"));
                 continue;
             }
-            if st.in_flight >= a.cap() {
+            if st.in_flight >= st.cap(&a) {
                 st.queue.push_front((a, t));
                 break;
             }

@@ -38,13 +38,19 @@ fn answered(lane: &Lane, permits: &Slots, cap: u32, took: Duration) {
         lane.offer(attempt(cap, Trigger::Initial), permits, 0).start.len(),
         1
     );
-    let _ = lane.release(took, permits, 0, false);
+    let _ = lane.release(took, Some(true), permits, 0, false);
+}
+
+/// Marks the lane's endpoint as one that answers (its last request got an HTTP status).
+fn known(lane: &Lane) {
+    lane.lock().answering = true;
 }
 
 #[test]
 fn a_lane_starts_up_to_its_cap_queues_behind_it_and_moves_on_when_one_ends() {
     let lanes = Lanes::default();
     let lane = lanes.get(Uuid::nil());
+    known(&lane);
     let permits = Slots::new(100);
     let mut started = Vec::new();
     for _ in 0..3 {
@@ -54,15 +60,45 @@ fn a_lane_starts_up_to_its_cap_queues_behind_it_and_moves_on_when_one_ends() {
     }
     assert_eq!(started.len(), 2, "two start, the third waits");
     assert_eq!(lane.in_flight(), 2);
-    let m = lane.release(Duration::from_millis(5), &permits, 0, false);
+    let m = lane.release(Duration::from_millis(5), Some(true), &permits, 0, false);
     assert_eq!(m.start.len(), 1, "the waiting one starts when a slot frees");
     assert_eq!(lane.in_flight(), 2);
+}
+
+#[test]
+fn an_endpoint_that_has_not_answered_gets_one_request_at_a_time() {
+    let lanes = Lanes::default();
+    let lane = lanes.get(Uuid::nil());
+    let permits = Slots::new(100);
+    let cap = 4;
+    let mut started = 0;
+    for _ in 0..6 {
+        let m = lane.offer(attempt(cap, Trigger::Initial), &permits, 0);
+        assert!(m.defer.is_empty(), "queued during its first second");
+        started += m.start.len();
+    }
+    assert_eq!(started, 1, "a new endpoint: one request until it answers");
+    // It timed out (no answer): still one at a time.
+    let m = lane.release(Duration::from_secs(10), Some(false), &permits, 0, false);
+    assert_eq!(m.start.len(), 1, "the next one, alone");
+    assert_eq!(lane.in_flight(), 1);
+    // It answered: up to its cap.
+    let m = lane.release(Duration::from_millis(5), Some(true), &permits, 0, false);
+    assert_eq!(m.start.len(), 4, "its cap in flight once it answers");
+    assert_eq!(lane.in_flight(), 4);
+    // One of those gets no answer: nothing new starts until one answers again.
+    let m = lane.release(Duration::from_secs(10), Some(false), &permits, 0, false);
+    assert!(m.start.is_empty() && lane.in_flight() == 3);
+    // A manual attempt is not held to one.
+    let m = lane.offer(attempt(cap, Trigger::Manual), &permits, 0);
+    assert_eq!(m.start.len(), 1, "an admin's retry goes at once");
 }
 
 #[test]
 fn out_of_process_slots_a_lane_waits_and_a_freed_slot_starts_it() {
     let lanes = Lanes::default();
     let lane = lanes.get(Uuid::nil());
+    known(&lane);
     // No process slot free (they are all held, say, by tasks handing records over).
     let permits = Slots::new(1);
     let held = permits.hold(1);
@@ -135,6 +171,7 @@ fn a_fast_lane_waiting_for_the_process_is_never_deferred_an_unknown_one_is() {
 fn a_lane_whose_requests_hang_defers_by_how_long_they_have_hung() {
     let lanes = Lanes::new(Duration::from_secs(10));
     let lane = lanes.get(Uuid::nil());
+    known(&lane);
     let permits = Slots::new(100);
     let cap = 2;
     for _ in 0..cap {
@@ -164,6 +201,7 @@ fn a_lane_whose_requests_hang_defers_by_how_long_they_have_hung() {
     );
     // Hanging for a minute: never longer than the request timeout (10 s).
     let other = lanes.get(Uuid::from_u128(9));
+    known(&other);
     for _ in 0..cap {
         assert_eq!(
             other
@@ -226,6 +264,7 @@ fn a_slow_lane_queues_only_what_it_sends_within_a_second() {
 fn only_a_fast_moving_lanes_queue_counts_in_the_backlog() {
     let lanes = Lanes::default();
     let lane = lanes.get(Uuid::nil());
+    known(&lane);
     let permits = Slots::new(100);
     let cap = 4;
     let mut started = Vec::new();
@@ -240,7 +279,7 @@ fn only_a_fast_moving_lanes_queue_counts_in_the_backlog() {
         0,
         "no answer yet: its queue is its own, it does not pause intake"
     );
-    let m = lane.release(Duration::from_millis(5), &permits, 0, false);
+    let m = lane.release(Duration::from_millis(5), Some(true), &permits, 0, false);
     assert_eq!(m.start.len(), 1);
     assert_eq!(
         lanes.backlog(),
@@ -285,7 +324,7 @@ fn a_pause_seen_when_a_request_ends_defers_what_waits() {
         open_until_ms: 0,
         pause_until_ms: 5_000,
     });
-    let m = lane.release(Duration::from_millis(5), &permits, 1_000, false);
+    let m = lane.release(Duration::from_millis(5), Some(true), &permits, 1_000, false);
     assert!(m.start.is_empty(), "nothing starts during the pause");
     assert_eq!(m.defer.len(), 3);
     assert!(m.defer.iter().all(|d| d.2 == "retry_after" && d.1 == 5_000));

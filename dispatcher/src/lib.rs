@@ -244,6 +244,7 @@ impl Core {
             // Disabled by this process meanwhile: its waiting deliveries were ended already.
             let moves = lane.release(
                 Duration::ZERO,
+                None,
                 &self.permits,
                 now_ms(),
                 self.stopping.is_cancelled(),
@@ -278,6 +279,7 @@ impl Core {
         self.tell_guard(&lane, &a, &out).await;
         let moves = lane.release(
             out.duration,
+            Some(out.response_code.is_some()),
             &self.permits,
             now_ms(),
             self.stopping.is_cancelled(),

@@ -43,8 +43,8 @@ function showRetryFields() {
   $('w-retry-schedule-box').hidden = kind !== 'schedule';
 }
 
-/** Fills the editor from `w` (null: a new webhook); `orderingKnown` shows the ordering field. */
-export function fill(w, orderingKnown) {
+/** Fills the editor from `w` (null: a new webhook). */
+export function fill(w) {
   editing = w;
   const form = $('editor-form');
   form.reset();
@@ -64,7 +64,6 @@ export function fill(w, orderingKnown) {
   showRetryFields();
   $('w-max-in-flight').value = w ? w.max_in_flight : '';
   $('w-rate-limit').value = w && w.rate_limit != null ? w.rate_limit : '';
-  $('w-ordering-box').hidden = !orderingKnown;
   $('w-ordering').value = (w && w.ordering) || 'none';
   $('w-signature').value = (w && w.signature_scheme) || 'v1';
   $('w-filter').value = w && w.filter ? JSON.stringify(w.filter, null, 2) : '';
@@ -142,7 +141,7 @@ export function read() {
     if (!Number.isFinite(r) || r <= 0) return fail('w-rate-limit', 'Requests per second, more than 0 (empty for no limit).');
     body.rate_limit = r;
   } else body.rate_limit = null;
-  if (!$('w-ordering-box').hidden) body.ordering = $('w-ordering').value;
+  body.ordering = $('w-ordering').value;
   body.signature_scheme = $('w-signature').value;
   const filter = $('w-filter').value.trim();
   if (filter) {

@@ -13,8 +13,6 @@ const PAGE_SIZE = 100;
 
 let webhooks = [];
 let nextCursor = null;
-/** Whether this API knows `ordering` (a webhook it returns carries the field). */
-let orderingKnown = false;
 
 function setState(text, kind) {
   const el = $('state');
@@ -31,7 +29,6 @@ async function load({ more = false } = {}) {
     const items = Array.isArray(data && data.items) ? data.items : [];
     webhooks = more ? [...webhooks, ...items] : items;
     nextCursor = (data && data.next_cursor) || null;
-    orderingKnown = orderingKnown || webhooks.some((w) => 'ordering' in w);
     render();
     setState(webhooks.length
       ? `${webhooks.length} ${webhooks.length === 1 ? 'webhook' : 'webhooks'}${nextCursor ? ' (more below)' : ''}`
@@ -98,7 +95,7 @@ async function openEditor(w, opener) {
       if (authFailure(err)) return;
     }
   }
-  fill(fresh, orderingKnown || Boolean(fresh && 'ordering' in fresh));
+  fill(fresh);
   const dlg = $('editor');
   dlg.opener = opener || document.activeElement;
   dlg.showModal();
