@@ -55,13 +55,8 @@ async fn an_admin_sets_fifo_a_filter_a_header_and_v1a_in_the_editor_and_the_endp
     )
     .await;
     let public_key = b.text("#public-key").await;
-    assert!(
-        public_key.starts_with("whpk_"),
-        "a whpk_ key: {public_key}"
-    );
-    let copy_hidden = b
-        .js("return document.getElementById('copy-secret').hidden")
-        .await;
+    assert!(public_key.starts_with("whpk_"), "a whpk_ key: {public_key}");
+    let copy_hidden = b.js("return document.getElementById('copy-secret').hidden").await;
     assert_eq!(copy_hidden, json!(true), "no secret to copy");
     b.click("#secret-done").await;
 
