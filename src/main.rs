@@ -1,19 +1,12 @@
 //! `hookrelay`: one binary for every component and the admin commands. Thin: it parses
-//! arguments, loads the config and wires the component crates together.
+//! arguments, loads the config and wires the component crates together; the admin commands
+//! are in `manage/`, the local receiver in `listen.rs`.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use hookrelay_shared::{
-    Config, Context, amqp, db,
-    metrics::Metrics,
-    shutdown,
-    signing_keys::SignatureScheme,
-    startup, telemetry,
-    tokens::{self, Role},
-    webhooks::{self, NewWebhook},
-};
+use hookrelay_shared::{Config, Context, amqp, db, metrics::Metrics, shutdown, startup, telemetry};
 use tokio_util::sync::CancellationToken;
 
 mod listen;
@@ -45,12 +38,12 @@ enum Command {
     /// Manage API tokens.
     Tokens {
         #[command(subcommand)]
-        command: TokensCommand,
+        command: manage::TokensCommand,
     },
     /// Manage webhooks.
     Webhooks {
         #[command(subcommand)]
-        command: WebhooksCommand,
+        command: manage::WebhooksCommand,
     },
     /// Read the delivery log and retry deliveries.
     Deliveries {
@@ -88,54 +81,6 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         status: u16,
     },
-}
-
-#[derive(Subcommand)]
-enum TokensCommand {
-    /// Create a token; prints it as the last line (shown once).
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long, value_parser = ["viewer", "admin", "owner"])]
-        role: String,
-    },
-    /// List tokens (never their secrets).
-    List,
-    /// Revoke a token by id.
-    Revoke { id: uuid::Uuid },
-}
-
-#[derive(Subcommand)]
-enum WebhooksCommand {
-    /// Create a webhook; prints it as JSON with its secret.
-    Create {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        url: String,
-        /// Comma-separated patterns: `license.assigned`, `license.*` or `*`.
-        #[arg(long)]
-        events: String,
-        /// Create it disabled.
-        #[arg(long)]
-        disabled: bool,
-        /// A payload filter as JSON, e.g. '{"data.plan": ["pro", "team"], "data.seats": {"$gte": 5}}'
-        /// (see docs/webhook-options.md).
-        #[arg(long)]
-        filter: Option<String>,
-        /// A static request header, `Name: value`; repeat for more. The value is a secret: the
-        /// printed webhook shows it as `***`.
-        #[arg(long = "header", value_name = "NAME: VALUE")]
-        headers: Vec<String>,
-        /// `v1` (HMAC, the default), `v1a` (ed25519: prints the `public_key`) or `v1,v1a`.
-        #[arg(long, value_name = "SCHEME")]
-        signature_scheme: Option<String>,
-        /// `none` (the default) or `fifo`: one delivery at a time, in acceptance order.
-        #[arg(long, value_name = "ORDERING")]
-        ordering: Option<String>,
-    },
-    #[command(flatten)]
-    Manage(manage::WebhooksManage),
 }
 
 /// mimalloc instead of glibc malloc: the dispatcher allocates per request and per record, and
@@ -271,8 +216,8 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Tokens { command } => tokens_command(command, &config).await,
-        Command::Webhooks { command } => webhooks_command(command, &config).await,
+        Command::Tokens { command } => manage::tokens_command(command, &config).await,
+        Command::Webhooks { command } => manage::webhooks_command(command, &config).await,
         Command::Deliveries { command } => {
             let pool = db::migrate(&config).await.context("PostgreSQL")?;
             manage::deliveries(command, &config, &pool).await
@@ -281,7 +226,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             let pool = db::migrate(&config).await.context("PostgreSQL")?;
             manage::settings_command(command, &config, &pool).await
         }
-        Command::Publish { event_type, data, id } => publish(&config, event_type, data, id).await,
+        Command::Publish { event_type, data, id } => manage::publish(&config, event_type, data, id).await,
         Command::Listen { addr, secret, status } => listen::run(addr, secret, status).await,
         Command::Purge => {
             let pool = db::migrate(&config).await.context("PostgreSQL")?;
@@ -336,154 +281,4 @@ fn finish(
         first_error.get_or_insert(err.context(format!("{name} failed")));
     }
     first_error.map_or(Ok(()), Err)
-}
-
-async fn tokens_command(command: TokensCommand, config: &Config) -> anyhow::Result<()> {
-    let pool = db::migrate(config).await.context("PostgreSQL")?;
-    match command {
-        TokensCommand::Create { name, role } => {
-            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
-            if name.trim().is_empty() {
-                anyhow::bail!("--name must not be empty");
-            }
-            let (token, info) = tokens::create(&pool, name.trim(), role).await?;
-            println!(
-                "created {} token `{}` ({}); it is shown only once:",
-                info.role.as_str(),
-                info.name,
-                info.id
-            );
-            println!("{token}");
-        }
-        TokensCommand::List => {
-            for t in tokens::list(&pool).await? {
-                println!("{}", serde_json::to_string(&t)?);
-            }
-        }
-        TokensCommand::Revoke { id } => {
-            if !tokens::revoke(&pool, id).await? {
-                anyhow::bail!("no live token with id {id}");
-            }
-            println!("revoked {id}");
-        }
-    }
-    Ok(())
-}
-
-async fn webhooks_command(command: WebhooksCommand, config: &Config) -> anyhow::Result<()> {
-    let pool = db::migrate(config).await.context("PostgreSQL")?;
-    match command {
-        WebhooksCommand::Manage(command) => manage::webhooks(command, config, &pool).await?,
-        WebhooksCommand::Create {
-            name,
-            url,
-            events,
-            disabled,
-            filter,
-            headers,
-            signature_scheme,
-            ordering,
-        } => {
-            let headers = header_args(&headers)?;
-            let ordering = ordering.as_deref().map(manage::parse_ordering).transpose()?;
-            let signature_scheme = signature_scheme
-                .map(|s| {
-                    SignatureScheme::parse(&s)
-                        .ok_or_else(|| anyhow::anyhow!("--signature-scheme: one of v1, v1a, v1,v1a"))
-                })
-                .transpose()?;
-            let filter = filter
-                .map(|f| serde_json::from_str::<serde_json::Value>(&f))
-                .transpose()
-                .context("--filter must be JSON")?;
-            let new = NewWebhook {
-                name,
-                url,
-                event_types: events
-                    .split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                enabled: !disabled,
-                retry_policy: None,
-                secret: None,
-                max_in_flight: None,
-                rate_limit: None,
-                filter,
-                headers,
-                signature_scheme,
-                ordering,
-            };
-            new.validate(config.allow_private_targets).map_err(|e| {
-                anyhow::anyhow!(
-                    "--{}: {}",
-                    if e.field == "event_types" {
-                        "events"
-                    } else {
-                        e.field.as_str()
-                    },
-                    e.reason
-                )
-            })?;
-            let (webhook, keys) = webhooks::create(&pool, new).await?;
-            let mut json = serde_json::to_value(&webhook)?;
-            if let Some(secret) = keys.secret {
-                json["secret"] = serde_json::Value::String(secret.expose());
-            }
-            println!("{}", serde_json::to_string_pretty(&json)?);
-        }
-    }
-    Ok(())
-}
-
-/// `--header 'Name: value'` flags as the `headers` object (`None` when there are none).
-fn header_args(args: &[String]) -> anyhow::Result<Option<serde_json::Value>> {
-    if args.is_empty() {
-        return Ok(None);
-    }
-    let mut map = serde_json::Map::new();
-    for a in args {
-        let (name, value) = a
-            .split_once(':')
-            // The text is not echoed: it may hold the secret value.
-            .ok_or_else(|| anyhow::anyhow!("--header: write each as `Name: value`"))?;
-        map.insert(
-            name.trim().to_owned(),
-            serde_json::Value::String(value.trim().to_owned()),
-        );
-    }
-    Ok(Some(serde_json::Value::Object(map)))
-}
-
-async fn publish(
-    config: &Config,
-    event_type: String,
-    data: String,
-    id: Option<String>,
-) -> anyhow::Result<()> {
-    let data: serde_json::Value = serde_json::from_str(&data).context("--data must be JSON")?;
-    if !data.is_object() {
-        anyhow::bail!("--data must be a JSON object");
-    }
-    if !hookrelay_shared::event::is_valid_type(&event_type) {
-        anyhow::bail!("--type `{event_type}`: dot-separated lowercase segments [a-z0-9_-]+, at least two");
-    }
-    let id = id.unwrap_or_else(hookrelay_shared::event::new_event_id);
-    if !hookrelay_shared::event::is_valid_id(&id) {
-        anyhow::bail!("--id: 1-128 printable ASCII characters without spaces");
-    }
-    let occurred_at = hookrelay_shared::event::rfc3339(time::OffsetDateTime::now_utc());
-    let body = serde_json::json!({"id": id, "type": event_type, "data": data, "occurred_at": occurred_at});
-    let conn = amqp::connect(&config.amqp_url, "publish")
-        .await
-        .context("RabbitMQ")?;
-    let ch = amqp::confirm_channel(&conn).await.context("RabbitMQ channel")?;
-    let names = amqp::Names::new(&config.namespace);
-    amqp::declare_topology(&ch, &names)
-        .await
-        .context("AMQP topology")?;
-    amqp::publish_event(&ch, &names, &event_type, &serde_json::to_vec(&body)?).await?;
-    amqp::close(&conn, 200, "done").await;
-    println!("published {id} ({event_type}) to {}", names.events_exchange);
-    Ok(())
 }

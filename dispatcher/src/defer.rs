@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
-use hookrelay_shared::{Context, retry_store, retry_store::RetryEntry};
-use redis::aio::ConnectionManager;
+use hookrelay_shared::{Context, retry_store::RetryEntry};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::record::{RetrySet, Unscheduled};
 
 const MAX_BATCH: usize = 500;
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
@@ -51,7 +52,7 @@ pub fn spawn(ctx: Context, stop: CancellationToken) -> (DeferHandle, tokio::task
 }
 
 async fn run(ctx: Context, mut rx: mpsc::Receiver<Deferral>, stop: CancellationToken) {
-    let mut redis: Option<ConnectionManager> = None;
+    let mut redis = RetrySet::new(&ctx.config.redis_url);
     loop {
         let first = tokio::select! {
             r = rx.recv() => r,
@@ -142,38 +143,21 @@ async fn write_with_retry(ctx: &Context, batch: &[Deferral]) -> Vec<RetryEntry> 
     }
 }
 
-async fn schedule(ctx: &Context, redis: &mut Option<ConnectionManager>, entries: &[RetryEntry]) {
+async fn schedule(ctx: &Context, redis: &mut RetrySet, entries: &[RetryEntry]) {
     if entries.is_empty() {
         return;
     }
-    if redis.is_none()
-        && let Ok(client) = redis::Client::open(ctx.config.redis_url.as_str())
-        && let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(2), client.get_connection_manager()).await
-    {
-        *redis = Some(m);
-    }
-    let Some(conn) = redis.as_mut() else {
-        tracing::warn!(
+    match redis.schedule(ctx, entries).await {
+        Ok(()) => {}
+        Err(Unscheduled::NoConnection) => tracing::warn!(
             deferrals = entries.len(),
             "deferrals not added to redis; the scheduler's reconcile adds them from PostgreSQL"
-        );
-        return;
-    };
-    let result = tokio::time::timeout(
-        Duration::from_secs(2),
-        retry_store::schedule(conn, &ctx.config.namespace, entries),
-    )
-    .await;
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, deferrals = entries.len(),
+        ),
+        Err(Unscheduled::Failed(e)) => tracing::warn!(error = %e, deferrals = entries.len(),
             "adding deferrals to redis failed; the scheduler's reconcile adds them from PostgreSQL"),
-        Err(_) => {
-            *redis = None;
-            tracing::warn!(
-                deferrals = entries.len(),
-                "adding deferrals to redis timed out; the scheduler's reconcile adds them from PostgreSQL"
-            );
-        }
+        Err(Unscheduled::TimedOut) => tracing::warn!(
+            deferrals = entries.len(),
+            "adding deferrals to redis timed out; the scheduler's reconcile adds them from PostgreSQL"
+        ),
     }
 }

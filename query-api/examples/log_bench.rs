@@ -170,27 +170,14 @@ async fn seed(pool: &PgPool, rows: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The log's query parameters from `pairs`, as a query string gives them to the handler (an
+/// unknown name is ignored).
 fn params(pairs: &[(&str, &str)]) -> ListParams {
-    let mut p = ListParams::default();
-    for (k, v) in pairs {
-        let v = Some((*v).to_owned());
-        match *k {
-            "q" => p.q = v,
-            "category" => p.category = v,
-            "event_type" => p.event_type = v,
-            "status" => p.status = v,
-            "webhook_id" => p.webhook_id = v,
-            "response_code" => p.response_code = v,
-            "since" => p.since = v,
-            "until" => p.until = v,
-            "sort" => p.sort = v,
-            "order" => p.order = v,
-            "limit" => p.limit = v,
-            "cursor" => p.cursor = v,
-            _ => {}
-        }
-    }
-    p
+    let query: serde_json::Map<String, serde_json::Value> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+        .collect();
+    serde_json::from_value(query.into()).expect("the log's parameters are strings")
 }
 
 /// A cursor deep inside the log: 15 days back, in the middle of the largest group of the

@@ -2,7 +2,7 @@
 //! a handler lists what it can fail with instead of repeating each entry:
 //! `responses((status = 200, body = WebhookOut), NeedsAdmin, BadId, NotFound)`.
 //!
-//! A handler's own failures (409, 503, a 404 worth naming) stay inline in its annotation.
+//! A handler's own failures (409, a 404 worth naming) stay inline in its annotation.
 //! The 400 types describe different inputs; give a handler at most one of them.
 
 use std::collections::BTreeMap;
@@ -125,6 +125,15 @@ pub struct NotFound;
 impl IntoResponses for NotFound {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         map([("404", "No such item (the detail says which)")])
+    }
+}
+
+/// 503: the handler publishes to RabbitMQ, and it is unreachable.
+pub struct AmqpDown;
+
+impl IntoResponses for AmqpDown {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        map([("503", "RabbitMQ is unreachable")])
     }
 }
 

@@ -22,7 +22,7 @@ use crate::{
     deliveries::{Filter, check_range, parse_category, parse_status, parse_time, resolve_q},
     error::{AppError, AppResult, Problem},
     extract::{ApiJson, IdPath, truncate},
-    problems::{BadId, JsonBody, NeedsAdmin},
+    problems::{AmqpDown, BadId, JsonBody, NeedsAdmin},
     state::AppState,
 };
 
@@ -40,10 +40,9 @@ pub struct RetryQueued {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Queued; the attempt appears in the log with trigger manual", body = RetryQueued),
-        BadId, NeedsAdmin,
+        BadId, NeedsAdmin, AmqpDown,
         (status = 404, description = "No such attempt or delivery", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The delivery's webhook is disabled or deleted, or the delivery is held behind the head of its ordered webhook", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "RabbitMQ is unreachable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn retry_one(

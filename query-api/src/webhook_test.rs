@@ -15,7 +15,7 @@ use crate::{
     auth::{Admin, Auth},
     error::{AppError, AppResult, Problem},
     extract::IdPath,
-    problems::{BadId, NeedsAdmin, NotFound},
+    problems::{AmqpDown, BadId, NeedsAdmin, NotFound},
     state::AppState,
 };
 
@@ -36,9 +36,8 @@ pub struct TestSent {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Stored and queued; a dispatcher makes the attempt", body = TestSent),
-        BadId, NeedsAdmin, NotFound,
+        BadId, NeedsAdmin, NotFound, AmqpDown,
         (status = 409, description = "The webhook is disabled", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "RabbitMQ is unreachable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn send(

@@ -237,6 +237,18 @@ impl Receiver {
         Self::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), f).await
     }
 
+    /// Starts a receiver that answers `failure` to its first `failures` requests, then `200 ok`.
+    pub async fn start_failing_first(failures: usize, failure: Reply) -> Self {
+        Self::start_with(move |n| {
+            if n < failures {
+                failure.clone()
+            } else {
+                Reply::ok()
+            }
+        })
+        .await
+    }
+
     /// Starts a receiver on `addr` (e.g. the port of a receiver that was stopped, to bring an
     /// endpoint "back up" after downtime).
     pub async fn start_at(addr: SocketAddr, f: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {

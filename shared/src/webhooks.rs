@@ -1,5 +1,7 @@
-//! Webhooks and their secrets: validation, creation, rotation and the dispatcher's view.
-//! Every change sends a NOTIFY on [`CHANGES_CHANNEL`] so each replica's cache refreshes.
+//! Webhooks and their secrets: the model, creation, reads, deletion and disabling, here; the
+//! field checks (`webhook_validate.rs`), changes (`webhook_update.rs`), the dispatcher's view
+//! (`webhook_targets.rs`) and the keys (`webhook_keys.rs`) beside it. Every change sends a
+//! NOTIFY on [`CHANGES_CHANNEL`] so each replica's cache refreshes.
 
 use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, PgPool};
@@ -7,14 +9,26 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    custom_headers::{CustomHeaders, validate_headers},
+    custom_headers::CustomHeaders,
     ed25519::SigningKey,
-    matching::is_valid_pattern,
     ordering::Ordering,
     retry::RetryPolicySpec,
-    retry_store::RetryEntry,
-    signing_keys::{Key, NewKeys, SignatureScheme, SigningKeys},
-    ssrf,
+    signing_keys::{NewKeys, SignatureScheme},
+};
+
+#[path = "webhook_update.rs"]
+mod changes;
+#[path = "webhook_targets.rs"]
+mod targets;
+#[path = "webhook_validate.rs"]
+mod validate;
+
+pub use changes::{Updated, WebhookPatch, update, update_full, update_with_keys};
+pub use targets::{Target, load_target, load_targets};
+pub(crate) use validate::invalid;
+pub use validate::{
+    InvalidField, validate_given_key, validate_max_in_flight, validate_name, validate_patterns,
+    validate_policy, validate_rate_limit, validate_url,
 };
 
 /// PostgreSQL NOTIFY channel announcing webhook changes (payload: the webhook id).
@@ -109,117 +123,6 @@ pub struct NewWebhook {
 
 fn yes() -> bool {
     true
-}
-
-/// A field that is wrong, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct InvalidField {
-    /// The field, or a path inside it (`filter.data.plan`).
-    pub field: String,
-    pub reason: String,
-}
-
-pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> InvalidField {
-    InvalidField {
-        field: field.into(),
-        reason: reason.into(),
-    }
-}
-
-/// Checks a name.
-pub fn validate_name(name: &str) -> Result<(), InvalidField> {
-    if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(invalid("name", format!("must be 1-{MAX_NAME_LEN} characters")));
-    }
-    Ok(())
-}
-
-/// Checks a URL (scheme, credentials, private literals).
-pub fn validate_url(url: &str, allow_private: bool) -> Result<(), InvalidField> {
-    ssrf::check_url(url, allow_private)
-        .map(|_| ())
-        .map_err(|e| invalid("url", e.to_string()))
-}
-
-/// Checks subscription patterns.
-pub fn validate_patterns(patterns: &[String]) -> Result<(), InvalidField> {
-    if patterns.is_empty() || patterns.len() > MAX_PATTERNS {
-        return Err(invalid("event_types", format!("give 1-{MAX_PATTERNS} patterns")));
-    }
-    if let Some(bad) = patterns.iter().find(|p| !is_valid_pattern(p)) {
-        return Err(invalid(
-            "event_types",
-            format!(
-                "`{bad}` is not an event type (`license.assigned`), a prefix wildcard \
-                 (`license.*`, `license.key.*`) or `*`: `*` may only be a whole last segment"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks `max_in_flight`.
-pub fn validate_max_in_flight(n: Option<u32>) -> Result<(), InvalidField> {
-    match n {
-        Some(n) if n == 0 || n > MAX_MAX_IN_FLIGHT => {
-            Err(invalid("max_in_flight", format!("must be 1-{MAX_MAX_IN_FLIGHT}")))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Checks `rate_limit` (requests per second; fractions allowed, e.g. 0.5 = one every 2 s).
-pub fn validate_rate_limit(r: Option<f64>) -> Result<(), InvalidField> {
-    match r {
-        Some(r) if !r.is_finite() || !(0.01..=MAX_RATE_LIMIT).contains(&r) => Err(invalid(
-            "rate_limit",
-            format!("must be null or 0.01-{MAX_RATE_LIMIT} requests per second"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Checks a retry policy.
-pub fn validate_policy(policy: &Option<RetryPolicySpec>) -> Result<(), InvalidField> {
-    match policy {
-        Some(p) => p.validate().map_err(|r| invalid("retry_policy", r)),
-        None => Ok(()),
-    }
-}
-
-impl NewWebhook {
-    /// Checks every field.
-    pub fn validate(&self, allow_private: bool) -> Result<(), InvalidField> {
-        validate_name(&self.name)?;
-        validate_url(&self.url, allow_private)?;
-        validate_patterns(&self.event_types)?;
-        validate_policy(&self.retry_policy)?;
-        validate_max_in_flight(self.max_in_flight)?;
-        validate_rate_limit(self.rate_limit)?;
-        crate::filter::validate_field(self.filter.as_ref())?;
-        validate_headers(self.headers.as_ref())?;
-        if let Some(s) = &self.secret {
-            validate_given_key(s, self.signature_scheme.unwrap_or_default())?;
-        }
-        Ok(())
-    }
-}
-
-/// Checks a key someone supplies against the scheme it is for.
-pub fn validate_given_key(text: &str, scheme: SignatureScheme) -> Result<Key, InvalidField> {
-    let key = Key::parse_given(text).map_err(|e| invalid("secret", e))?;
-    if !scheme.uses(key.kind()) {
-        return Err(invalid(
-            "secret",
-            format!(
-                "a `{}` key is not used by signature_scheme `{}`",
-                key.kind().prefix(),
-                scheme.as_str()
-            ),
-        ));
-    }
-    Ok(key)
 }
 
 /// A `webhooks` row as [`COLUMNS`] selects it.
@@ -351,122 +254,6 @@ pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Webhook>> {
 
 pub use crate::webhook_keys::{rotate_secret, rotate_secret_with};
 
-/// A webhook as the dispatcher needs it: with its live signing keys, newest first.
-#[derive(Clone, Debug)]
-pub struct Target {
-    pub webhook: Webhook,
-    pub keys: SigningKeys,
-}
-
-/// Every live, enabled webhook with its unexpired secrets (the dispatcher's cache).
-pub async fn load_targets(pool: &PgPool) -> sqlx::Result<Vec<Target>> {
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM webhooks WHERE deleted_at IS NULL AND enabled ORDER BY id"
-    )))
-    .fetch_all(pool)
-    .await?;
-    let secrets: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT webhook_id, secret FROM webhook_secrets
-         WHERE expires_at IS NULL OR expires_at > now() ORDER BY created_at DESC, id DESC",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut by_hook: std::collections::HashMap<Uuid, Vec<String>> = Default::default();
-    for (id, s) in secrets {
-        by_hook.entry(id).or_default().push(s);
-    }
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let webhook = from_row(r);
-            let texts = by_hook.remove(&webhook.id).unwrap_or_default();
-            let keys = SigningKeys::from_stored(texts.iter().map(String::as_str));
-            Target { webhook, keys }
-        })
-        .collect())
-}
-
-/// The same as [`load_targets`] for one webhook, enabled or not (used for manual retries).
-pub async fn load_target(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Target>> {
-    let Some(webhook) = get(pool, id).await? else {
-        return Ok(None);
-    };
-    let secrets: Vec<String> = sqlx::query_scalar(
-        "SELECT secret FROM webhook_secrets WHERE webhook_id = $1
-         AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at DESC, id DESC",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
-    let keys = SigningKeys::from_stored(secrets.iter().map(String::as_str));
-    Ok(Some(Target { webhook, keys }))
-}
-
-/// A change to a webhook with PATCH semantics: absent fields stay as they are.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookPatch {
-    pub name: Option<String>,
-    pub url: Option<String>,
-    pub event_types: Option<Vec<String>>,
-    pub enabled: Option<bool>,
-    /// `null` removes the webhook's own policy (back to the default); absent leaves it.
-    #[serde(default, deserialize_with = "present")]
-    pub retry_policy: Option<Option<RetryPolicySpec>>,
-    pub max_in_flight: Option<u32>,
-    /// `null` removes the limit; absent leaves it.
-    #[serde(default, deserialize_with = "present")]
-    pub rate_limit: Option<Option<f64>>,
-    /// `null` removes the filter; absent leaves it.
-    #[serde(default, deserialize_with = "present")]
-    pub filter: Option<Option<serde_json::Value>>,
-    /// Replaces the whole set; `null` or `{}` removes them; absent leaves them.
-    #[serde(default, deserialize_with = "present")]
-    pub headers: Option<Option<serde_json::Value>>,
-    /// A new scheme: keys of a kind it adds are made at once (a new `whsec_` secret is in the
-    /// answer); keys of a kind it drops keep signing for 24 h.
-    pub signature_scheme: Option<SignatureScheme>,
-    /// `fifo` sequences new deliveries; `none` releases the held ones at once
-    /// ([`crate::ordering::release`]).
-    pub ordering: Option<Ordering>,
-}
-
-/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-impl WebhookPatch {
-    /// Checks every field that is given.
-    pub fn validate(&self, allow_private: bool) -> Result<(), InvalidField> {
-        if let Some(n) = &self.name {
-            validate_name(n)?;
-        }
-        if let Some(u) = &self.url {
-            validate_url(u, allow_private)?;
-        }
-        if let Some(p) = &self.event_types {
-            validate_patterns(p)?;
-        }
-        if let Some(p) = &self.retry_policy {
-            validate_policy(p)?;
-        }
-        validate_max_in_flight(self.max_in_flight)?;
-        if let Some(r) = self.rate_limit {
-            validate_rate_limit(r)?;
-        }
-        if let Some(f) = &self.filter {
-            crate::filter::validate_field(f.as_ref())?;
-        }
-        if let Some(h) = &self.headers {
-            validate_headers(h.as_ref())?;
-        }
-        Ok(())
-    }
-}
-
 /// Live webhooks in creation order, after the `(created_at, id)` of the previous page's last.
 pub async fn list(
     pool: &PgPool,
@@ -485,113 +272,6 @@ pub async fn list(
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(from_row).collect())
-}
-
-/// Applies a (validated) patch; `None` when there is no such live webhook.
-pub async fn update(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Result<Option<Webhook>> {
-    Ok(update_with_keys(pool, id, patch).await?.map(|(w, _)| w))
-}
-
-/// [`update`], also returning the keys a change of `signature_scheme` made.
-pub async fn update_with_keys(
-    pool: &PgPool,
-    id: Uuid,
-    patch: WebhookPatch,
-) -> sqlx::Result<Option<(Webhook, NewKeys)>> {
-    Ok(update_full(pool, id, patch).await?.map(|u| (u.webhook, u.keys)))
-}
-
-/// What a change made besides the webhook itself.
-#[derive(Debug)]
-pub struct Updated {
-    pub webhook: Webhook,
-    /// Keys a change of `signature_scheme` made.
-    pub keys: NewKeys,
-    /// Deliveries released by `ordering: none` (due at once): the caller adds them to the
-    /// scheduler's set if it can, else the scheduler's reconcile does.
-    pub released: Vec<RetryEntry>,
-}
-
-/// [`update_with_keys`], also returning the deliveries a change to `ordering: none` released.
-pub async fn update_full(pool: &PgPool, id: Uuid, patch: WebhookPatch) -> sqlx::Result<Option<Updated>> {
-    let (set_policy, policy) = match patch.retry_policy {
-        Some(p) => (true, p.map(sqlx::types::Json)),
-        None => (false, None),
-    };
-    let (set_rate, rate) = match patch.rate_limit {
-        Some(r) => (true, r),
-        None => (false, None),
-    };
-    let (set_filter, filter) = match patch.filter {
-        Some(f) => (true, f.map(sqlx::types::Json)),
-        None => (false, None),
-    };
-    let mut tx = pool.begin().await?;
-    let mut made = NewKeys::default();
-    if let Some(to) = patch.signature_scheme {
-        let from: Option<String> = sqlx::query_scalar(
-            "SELECT signature_scheme FROM webhooks WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(from) = from.as_deref().and_then(SignatureScheme::parse) {
-            made = crate::webhook_keys::change_scheme(&mut tx, id, from, to).await?;
-        }
-    }
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE webhooks SET name = COALESCE($2, name), url = COALESCE($3, url),
-             event_types = COALESCE($4, event_types), enabled = COALESCE($5, enabled),
-             retry_policy = CASE WHEN $6 THEN $7 ELSE retry_policy END,
-             max_in_flight = COALESCE($8, max_in_flight),
-             rate_limit = CASE WHEN $9 THEN $10 ELSE rate_limit END,
-             filter = CASE WHEN $11 THEN $12 ELSE filter END,
-             headers = COALESCE($13, headers),
-             signature_scheme = COALESCE($14, signature_scheme),
-             ordering = COALESCE($15, ordering),
-             -- Enabling clears the reason; disabling through the API says it was manual.
-             disabled_reason = CASE WHEN $5 IS NULL THEN disabled_reason WHEN $5 THEN NULL
-                 WHEN enabled THEN 'manual' ELSE disabled_reason END,
-             disabled_at = CASE WHEN $5 IS NULL THEN disabled_at WHEN $5 THEN NULL
-                 WHEN enabled THEN now() ELSE disabled_at END,
-             updated_at = now()
-         WHERE id = $1 AND deleted_at IS NULL RETURNING {COLUMNS}"
-    )))
-    .bind(id)
-    .bind(patch.name.as_deref().map(str::trim))
-    .bind(patch.url)
-    .bind(patch.event_types)
-    .bind(patch.enabled)
-    .bind(set_policy)
-    .bind(policy)
-    .bind(patch.max_in_flight.map(|n| n as i32))
-    .bind(set_rate)
-    .bind(rate)
-    .bind(set_filter)
-    .bind(filter)
-    .bind(
-        patch
-            .headers
-            .map(|h| sqlx::types::Json(stored_headers(h.as_ref()))),
-    )
-    .bind(patch.signature_scheme.map(SignatureScheme::as_str))
-    .bind(patch.ordering.map(Ordering::as_str))
-    .fetch_optional(&mut *tx)
-    .await?;
-    let mut released = Vec::new();
-    if row.is_some() {
-        // The webhooks row is locked by the UPDATE: the sequence row and the deliveries follow.
-        if patch.ordering == Some(Ordering::None) {
-            released = crate::ordering::release(&mut tx, id).await?;
-        }
-        notify_changed(&mut *tx, id).await?;
-    }
-    tx.commit().await?;
-    Ok(row.map(|r| Updated {
-        webhook: from_row(r),
-        keys: made,
-        released,
-    }))
 }
 
 /// Soft-deletes a webhook (its attempts stay in the log); false when there is no such live one.
@@ -651,38 +331,4 @@ pub async fn auto_disable(pool: &PgPool, id: Uuid, reason: &str, why: &str) -> s
     .await?;
     tx.commit().await?;
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn patterns(p: &[&str]) -> Vec<String> {
-        p.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn the_pattern_grammar_is_enforced_naming_event_types() {
-        assert_eq!(
-            validate_patterns(&patterns(&[
-                "*",
-                "license.*",
-                "license.key.*",
-                "license.assigned"
-            ])),
-            Ok(())
-        );
-        for bad in [
-            "license.*.created",
-            "*.created",
-            "license.a*",
-            "license",
-            "license..*",
-        ] {
-            let err = validate_patterns(&patterns(&["license.*", bad])).expect_err(bad);
-            assert_eq!(err.field, "event_types", "{bad}");
-            assert!(err.reason.contains(bad), "{bad}: {}", err.reason);
-            assert!(err.reason.contains("last segment"), "{}", err.reason);
-        }
-    }
 }

@@ -1,11 +1,15 @@
-//! The management commands that talk to PostgreSQL (and RabbitMQ for a retry) directly, like
-//! `webhooks create`: `webhooks list|show|update|delete|rotate-secret|test|stats`,
-//! `deliveries list|show|retry`, `settings show|set`. Tables for people by default, `--json`
-//! for scripts. Changes are written to the activity log with the actor `cli`.
+//! The management commands that talk to PostgreSQL (and RabbitMQ for a retry or a publish)
+//! directly: `tokens create|list|revoke`,
+//! `webhooks create|list|show|update|delete|rotate-secret|test|stats`,
+//! `deliveries list|show|retry`, `settings show|set` and `publish`. Tables for people by
+//! default, `--json` for scripts. Changes are written to the activity log with the actor `cli`.
 
 mod deliveries;
 mod output;
+mod publish;
 mod settings;
+mod tokens;
+mod webhook_create;
 mod webhook_tools;
 mod webhooks;
 
@@ -13,8 +17,10 @@ use clap::Args;
 use hookrelay_shared::activity;
 
 pub use deliveries::{DeliveriesCommand, deliveries};
+pub use publish::publish;
 pub use settings::{SettingsCommand, settings_command};
-pub use webhooks::{WebhooksManage, parse_ordering, webhooks};
+pub use tokens::{TokensCommand, tokens_command};
+pub use webhook_create::{WebhooksCommand, webhooks_command};
 
 /// The activity log's actor for changes made on the command line.
 fn actor() -> activity::Actor {

@@ -38,30 +38,8 @@ pub enum WebhooksManage {
     /// Change the given fields of a webhook.
     Update {
         id: Uuid,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        url: Option<String>,
-        /// Comma-separated patterns: `license.assigned`, `license.*` or `*`.
-        #[arg(long)]
-        events: Option<String>,
-        #[arg(long, conflicts_with = "disable")]
-        enable: bool,
-        #[arg(long)]
-        disable: bool,
-        /// The webhook's own retry policy as JSON (`{"max_retries": 5, "window": "1h"}` or
-        /// `{"schedule": ["1s", "1m"]}`), or `default` to use the default policy.
-        #[arg(long)]
-        retry_policy: Option<String>,
-        /// Requests in flight at once, per dispatcher (1-1024).
-        #[arg(long)]
-        max_in_flight: Option<u32>,
-        /// Requests per second across all dispatchers, or `none`.
-        #[arg(long)]
-        rate_limit: Option<String>,
-        /// `fifo` (one at a time, in acceptance order) or `none` (releases the held deliveries).
-        #[arg(long, value_name = "ORDERING")]
-        ordering: Option<String>,
+        #[command(flatten)]
+        flags: UpdateFlags,
         #[command(flatten)]
         out: Output,
     },
@@ -148,31 +126,8 @@ pub async fn webhooks(command: WebhooksManage, config: &Config, pool: &PgPool) -
                 .ok_or_else(|| anyhow::anyhow!("no webhook with id {id}"))?;
             print_webhook(&w, &out)
         }
-        WebhooksManage::Update {
-            id,
-            name,
-            url,
-            events,
-            enable,
-            disable,
-            retry_policy,
-            max_in_flight,
-            rate_limit,
-            ordering,
-            out,
-        } => {
-            let patch = UpdateFlags {
-                name,
-                url,
-                events,
-                enable,
-                disable,
-                retry_policy,
-                max_in_flight,
-                rate_limit,
-                ordering,
-            }
-            .into_patch()?;
+        WebhooksManage::Update { id, flags, out } => {
+            let patch = flags.into_patch()?;
             let w = update(config, pool, id, patch).await?;
             print_webhook(&w, &out)
         }
@@ -224,15 +179,31 @@ async fn list(pool: &PgPool, limit: i64, out: &Output) -> anyhow::Result<()> {
 }
 
 /// The flags of `webhooks update`, as given.
-struct UpdateFlags {
+#[derive(clap::Args)]
+pub struct UpdateFlags {
+    #[arg(long)]
     name: Option<String>,
+    #[arg(long)]
     url: Option<String>,
+    /// Comma-separated patterns: `license.assigned`, `license.*` or `*`.
+    #[arg(long)]
     events: Option<String>,
+    #[arg(long, conflicts_with = "disable")]
     enable: bool,
+    #[arg(long)]
     disable: bool,
+    /// The webhook's own retry policy as JSON (`{"max_retries": 5, "window": "1h"}` or
+    /// `{"schedule": ["1s", "1m"]}`), or `default` to use the default policy.
+    #[arg(long)]
     retry_policy: Option<String>,
+    /// Requests in flight at once, per dispatcher (1-1024).
+    #[arg(long)]
     max_in_flight: Option<u32>,
+    /// Requests per second across all dispatchers, or `none`.
+    #[arg(long)]
     rate_limit: Option<String>,
+    /// `fifo` (one at a time, in acceptance order) or `none` (releases the held deliveries).
+    #[arg(long, value_name = "ORDERING")]
     ordering: Option<String>,
 }
 

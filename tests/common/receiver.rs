@@ -64,6 +64,12 @@ pub fn start_receiver() -> (String, Seen) {
             }
         }
     });
+    (format!("http://{}", serve_on_own_thread(app)), seen)
+}
+
+/// Serves `app` on 127.0.0.1 (port 0) from a thread and runtime of its own (see
+/// [`start_receiver`] for why), and returns its address.
+pub fn serve_on_own_thread(app: axum::Router) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
@@ -77,5 +83,5 @@ pub fn start_receiver() -> (String, Seen) {
             let _ = axum::serve(listener, app).await;
         });
     });
-    (format!("http://{addr}"), seen)
+    addr
 }

@@ -91,19 +91,7 @@ fn random_failing_receiver() -> (String, Log) {
             }
         }
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("receiver runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            let _ = axum::serve(listener, app).await;
-        });
-    });
+    let addr = crate::receiver::serve_on_own_thread(app);
     (format!("http://{addr}/fifo"), log)
 }
 

@@ -22,14 +22,7 @@ async fn received_at(env: &hookrelay_shared::testing::TestEnv, delivery_id: Uuid
 async fn a_manual_job_from_the_queue_sends_at_once_with_trigger_manual() {
     let env = env_with(|_| {}).await;
     // Fails first, then succeeds.
-    let rx = Receiver::start_with(|n| {
-        if n == 0 {
-            Reply::status(503, "down")
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let rx = Receiver::start_failing_first(1, Reply::status(503, "down")).await;
     let (hook, _) = webhook(&env, "m", &rx.url("/"), &["*"], true).await;
     let running = start(&env).await;
     let ch = env.channel().await;
@@ -65,14 +58,7 @@ async fn a_manual_job_from_the_queue_sends_at_once_with_trigger_manual() {
 #[tokio::test]
 async fn an_automatic_job_published_twice_sends_once() {
     let env = env_with(|_| {}).await;
-    let rx = Receiver::start_with(|n| {
-        if n == 0 {
-            Reply::status(500, "no")
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let rx = Receiver::start_failing_first(1, Reply::status(500, "no")).await;
     let (hook, _) = webhook(&env, "auto", &rx.url("/"), &["*"], true).await;
     let running = start(&env).await;
     let ch = env.channel().await;
@@ -124,14 +110,7 @@ async fn an_automatic_job_published_twice_sends_once() {
 #[tokio::test]
 async fn a_failed_manual_retry_uses_no_automatic_retry_and_leaves_the_schedule() {
     let env = env_with(|_| {}).await;
-    let rx = Receiver::start_with(|n| {
-        if n < 2 {
-            Reply::status(500, "no")
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let rx = Receiver::start_failing_first(2, Reply::status(500, "no")).await;
     let (hook, _) = webhook(&env, "budget", &rx.url("/"), &["*"], true).await;
     let running = start(&env).await;
     let ch = env.channel().await;

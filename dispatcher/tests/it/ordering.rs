@@ -113,14 +113,7 @@ async fn publish_three(env: &TestEnv) {
 async fn a_failing_head_holds_the_next_deliveries_until_it_succeeds() {
     let env = env_with(|_| {}).await;
     // The first two requests fail: the head is tried three times before the others go.
-    let rx = Receiver::start_with(|n| {
-        if n < 2 {
-            Reply::status(500, "no")
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let rx = Receiver::start_failing_first(2, Reply::status(500, "no")).await;
     let hook = fifo_webhook(&env, &rx.url("/"), "1s,1s,1s").await;
     let running = start(&env).await;
     let fire = fire_retries(&env, hook.id);
@@ -160,14 +153,7 @@ async fn a_failing_head_holds_the_next_deliveries_until_it_succeeds() {
 async fn a_head_that_exhausts_its_retries_lets_the_next_one_go() {
     let env = env_with(|_| {}).await;
     // One retry: the head fails twice and ends failed; the others then succeed.
-    let rx = Receiver::start_with(|n| {
-        if n < 2 {
-            Reply::status(500, "no")
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let rx = Receiver::start_failing_first(2, Reply::status(500, "no")).await;
     let hook = fifo_webhook(&env, &rx.url("/"), "300ms").await;
     let running = start(&env).await;
     let fire = fire_retries(&env, hook.id);
@@ -200,14 +186,7 @@ async fn a_head_that_exhausts_its_retries_lets_the_next_one_go() {
 async fn switching_to_none_releases_the_held_deliveries() {
     let env = env_with(|_| {}).await;
     // The head fails and waits an hour for its retry; the others are held behind it.
-    let rx = Receiver::start_with(|n| {
-        if n == 0 {
-            Reply::status(500, "no")
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let rx = Receiver::start_failing_first(1, Reply::status(500, "no")).await;
     let hook = fifo_webhook(&env, &rx.url("/"), "1h").await;
     let running = start(&env).await;
     publish_three(&env).await;

@@ -7,22 +7,11 @@ use serde_json::{Value, json};
 
 use crate::support::Api;
 
+/// Creates a webhook with the fields of `extra`.
 async fn create(api: &Api, extra: Value) -> crate::support::Res {
-    let mut body =
-        json!({"name": "Opts", "url": "https://opts.example.test/in", "event_types": ["license.*"]});
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    api.call(Method::POST, "/api/v1/webhooks", Some(&api.admin), Some(&body))
-        .await
-}
-
-async fn patch(api: &Api, id: &str, body: Value) -> crate::support::Res {
-    api.call(
-        Method::PATCH,
-        &format!("/api/v1/webhooks/{id}"),
-        Some(&api.admin),
-        Some(&body),
+    api.create_webhook(
+        json!({"name": "Opts", "url": "https://opts.example.test/in", "event_types": ["license.*"]}),
+        extra,
     )
     .await
 }
@@ -38,13 +27,13 @@ async fn a_filter_is_stored_read_back_replaced_and_cleared() {
     let got = api.get(&format!("/api/v1/webhooks/{id}")).await;
     assert_eq!(got.body["filter"], filter);
 
-    let res = patch(&api, &id, json!({"name": "Renamed"})).await;
+    let res = api.patch_webhook(&id, json!({"name": "Renamed"})).await;
     assert_eq!(res.body["filter"], filter, "an absent filter stays");
     let other = json!({"data.region": {"$prefix": "eu-"}});
-    let res = patch(&api, &id, json!({ "filter": other.clone() })).await;
+    let res = api.patch_webhook(&id, json!({ "filter": other.clone() })).await;
     assert_eq!(res.status, 200, "{}", res.text);
     assert_eq!(res.body["filter"], other);
-    let res = patch(&api, &id, json!({"filter": null})).await;
+    let res = api.patch_webhook(&id, json!({"filter": null})).await;
     assert!(res.body["filter"].is_null(), "null clears it: {}", res.text);
 
     let res = create(&api, json!({})).await;
@@ -66,7 +55,7 @@ async fn an_invalid_filter_is_refused_naming_the_path() {
         res.assert_problem(422, needle);
         let ok = create(&api, json!({})).await;
         let id = ok.body["id"].as_str().expect("id").to_owned();
-        patch(&api, &id, json!({ "filter": filter }))
+        api.patch_webhook(&id, json!({ "filter": filter }))
             .await
             .assert_problem(422, needle);
     }
@@ -113,15 +102,15 @@ async fn custom_headers_are_accepted_and_shown_only_by_name() {
     );
     let list = api.get("/api/v1/webhooks").await;
     assert!(!list.text.contains("k_live_secret"), "{}", list.text);
-    let res = patch(&api, &id, json!({"name": "x"})).await;
+    let res = api.patch_webhook(&id, json!({"name": "x"})).await;
     assert_eq!(res.body["headers"]["x-api-key"], "***", "absent headers stay");
-    let res = patch(&api, &id, json!({"headers": {"x-other": "v"}})).await;
+    let res = api.patch_webhook(&id, json!({"headers": {"x-other": "v"}})).await;
     assert_eq!(
         res.body["headers"],
         json!({"x-other": "***"}),
         "PATCH replaces the set"
     );
-    let res = patch(&api, &id, json!({"headers": null})).await;
+    let res = api.patch_webhook(&id, json!({"headers": null})).await;
     assert_eq!(res.body["headers"], json!({}), "null removes them");
     let res = create(&api, json!({})).await;
     assert_eq!(res.body["headers"], json!({}), "none by default");
@@ -147,7 +136,7 @@ async fn reserved_or_invalid_headers_are_refused_naming_the_header() {
         create(&api, json!({ "headers": headers.clone() }))
             .await
             .assert_problem(422, needle);
-        patch(&api, &id, json!({ "headers": headers }))
+        api.patch_webhook(&id, json!({ "headers": headers }))
             .await
             .assert_problem(422, needle);
     }
@@ -201,7 +190,9 @@ async fn signature_schemes_give_the_right_keys_on_create_patch_and_rotate() {
     );
     assert!(rotated.body.get("secret").is_none());
 
-    let both = patch(&api, &id, json!({"signature_scheme": "v1,v1a"})).await;
+    let both = api
+        .patch_webhook(&id, json!({"signature_scheme": "v1,v1a"}))
+        .await;
     assert_eq!(both.status, 200, "{}", both.text);
     assert_eq!(both.body["signature_scheme"], "v1,v1a");
     assert!(
@@ -212,7 +203,7 @@ async fn signature_schemes_give_the_right_keys_on_create_patch_and_rotate() {
         both.text
     );
     assert_eq!(both.body["public_key"], rotated.body["public_key"]);
-    let again = patch(&api, &id, json!({"name": "same scheme"})).await;
+    let again = api.patch_webhook(&id, json!({"name": "same scheme"})).await;
     assert!(
         again.body.get("secret").is_none(),
         "no new key without a change: {}",
@@ -246,7 +237,7 @@ async fn a_bad_scheme_or_a_key_of_the_wrong_kind_is_refused_naming_the_field() {
         .assert_problem(422, "secret");
     let ok = create(&api, json!({})).await;
     let id = ok.body["id"].as_str().expect("id").to_owned();
-    patch(&api, &id, json!({"signature_scheme": "ed25519"}))
+    api.patch_webhook(&id, json!({"signature_scheme": "ed25519"}))
         .await
         .assert_problem(422, "signature_scheme");
     let res = api

@@ -8,22 +8,11 @@ use uuid::Uuid;
 
 use crate::support::{Api, Res, seed_delivery};
 
+/// Creates a webhook with the fields of `extra`.
 async fn create(api: &Api, extra: Value) -> Res {
-    let mut body =
-        json!({"name": "Ordered", "url": "https://fifo.example.test/in", "event_types": ["license.*"]});
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    api.call(Method::POST, "/api/v1/webhooks", Some(&api.admin), Some(&body))
-        .await
-}
-
-async fn patch(api: &Api, id: &str, body: Value) -> Res {
-    api.call(
-        Method::PATCH,
-        &format!("/api/v1/webhooks/{id}"),
-        Some(&api.admin),
-        Some(&body),
+    api.create_webhook(
+        json!({"name": "Ordered", "url": "https://fifo.example.test/in", "event_types": ["license.*"]}),
+        extra,
     )
     .await
 }
@@ -43,9 +32,9 @@ async fn ordering_is_created_read_back_and_patched() {
         api.get(&format!("/api/v1/webhooks/{id}")).await.body["ordering"],
         "fifo"
     );
-    let res = patch(&api, &id, json!({"name": "Renamed"})).await;
+    let res = api.patch_webhook(&id, json!({"name": "Renamed"})).await;
     assert_eq!(res.body["ordering"], "fifo", "an absent ordering stays");
-    let res = patch(&api, &id, json!({"ordering": "none"})).await;
+    let res = api.patch_webhook(&id, json!({"ordering": "none"})).await;
     assert_eq!(res.status, 200, "{}", res.text);
     assert_eq!(res.body["ordering"], "none");
     let list = api.get("/api/v1/webhooks").await;
@@ -70,7 +59,7 @@ async fn a_bad_ordering_is_refused_naming_the_field() {
     }
     let ok = create(&api, json!({})).await;
     let id = ok.body["id"].as_str().expect("id").to_owned();
-    patch(&api, &id, json!({"ordering": "random"}))
+    api.patch_webhook(&id, json!({"ordering": "random"}))
         .await
         .assert_problem(422, "ordering");
     api.stop().await;

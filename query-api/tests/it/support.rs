@@ -140,6 +140,27 @@ impl Api {
             .await
     }
 
+    /// Creates a webhook over HTTP: `base` (its name, URL and event types) with the fields of
+    /// `extra` added.
+    pub async fn create_webhook(&self, mut base: Value, extra: Value) -> Res {
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        self.call(Method::POST, "/api/v1/webhooks", Some(&self.admin), Some(&base))
+            .await
+    }
+
+    /// PATCHes webhook `id` with `body`, with the admin token.
+    pub async fn patch_webhook(&self, id: &str, body: Value) -> Res {
+        self.call(
+            Method::PATCH,
+            &format!("/api/v1/webhooks/{id}"),
+            Some(&self.admin),
+            Some(&body),
+        )
+        .await
+    }
+
     /// Every item of the log for `query` (without limit/cursor), following cursors.
     pub async fn all_pages(&self, query: &str, limit: u32) -> Vec<Value> {
         let mut out = vec![];

@@ -140,14 +140,7 @@ async fn an_endpoint_that_always_fails_gets_exactly_four_attempts_a_second_apart
 #[tokio::test]
 async fn an_endpoint_that_fails_twice_then_succeeds_gets_exactly_three_attempts() {
     let env = TestEnv::with(every_second(3)).await;
-    let rx = Receiver::start_with(|n| {
-        if n < 2 {
-            Reply::status(503, "busy")
-        } else {
-            Reply::ok()
-        }
-    })
-    .await;
+    let rx = Receiver::start_failing_first(2, Reply::status(503, "busy")).await;
     webhook(&env, rx.url("/hook")).await;
     let system = System::start(&env, 1).await;
     publish(&env, &env.channel().await, 1).await;

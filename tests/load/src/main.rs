@@ -9,27 +9,30 @@
 //! without and then with one black hole and compares the two.
 //!
 //! It runs in its own database and namespace on the local services and removes them after.
+//! Its parts: the endpoints (`receiver.rs`), what it publishes (`publish.rs`), the dispatcher
+//! processes (`dispatchers.rs`), the measurements (`measure.rs`, `stages.rs`).
 
 use std::{
     path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::post};
 use clap::Parser;
 use hookrelay_shared::{
     Config, amqp, db,
     webhooks::{self, NewWebhook},
 };
-use lapin::{BasicProperties, options::BasicPublishOptions, options::QueueDeclareOptions, types::FieldTable};
 use sqlx::{Connection, Executor};
 
+mod dispatchers;
+mod measure;
+mod publish;
+mod receiver;
 mod stages;
 
 #[derive(Parser, Debug, Clone)]
@@ -104,129 +107,6 @@ struct Figures {
     p99_ms: f64,
 }
 
-/// The machine's CPU counters (all cores): (busy, total) jiffies from /proc/stat.
-fn cpu_jiffies() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    // idle + iowait
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    Some((total.saturating_sub(idle), total))
-}
-
-/// Accepts connections and never answers (keeps them open until the process ends).
-async fn black_hole() -> anyhow::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = listener.accept().await {
-            held.push(sock);
-        }
-    });
-    Ok(addr)
-}
-
-#[derive(Default)]
-struct Stats {
-    /// How long the receiver waits before it answers.
-    response_ms: u64,
-    arrivals: AtomicU64,
-    /// When each event was published and its publish → first attempt arrival, in microseconds.
-    latencies_us: Mutex<Vec<(u64, u64)>>,
-}
-
-fn now_us() -> u64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as u64
-}
-
-async fn receive(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) -> &'static str {
-    let at = now_us();
-    if stats.response_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(stats.response_ms)).await;
-    }
-    stats.arrivals.fetch_add(1, Ordering::Relaxed);
-    if headers.get("x-webhook-attempt").is_some_and(|v| v == "1")
-        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
-        && let Some(sent) = v["data"]["sent_at_us"].as_u64()
-        && let Ok(mut l) = stats.latencies_us.lock()
-    {
-        l.push((sent, at.saturating_sub(sent)));
-    }
-    "ok"
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-/// The three seconds of publishing whose events waited longest for their first attempt, as
-/// `+S s: MAX ms (N > 100 ms)`: where a latency spike sits in the run.
-fn slowest_seconds(pairs: &[(u64, u64)]) -> String {
-    let Some(start) = pairs.iter().map(|p| p.0).min() else {
-        return String::new();
-    };
-    let mut by_sec: std::collections::BTreeMap<u64, (u64, usize)> = Default::default();
-    for &(sent, lat) in pairs {
-        let e = by_sec.entry((sent - start) / 1_000_000).or_default();
-        e.0 = e.0.max(lat);
-        e.1 += usize::from(lat > 100_000);
-    }
-    let mut secs: Vec<_> = by_sec.into_iter().collect();
-    secs.sort_by_key(|(_, (max, _))| std::cmp::Reverse(*max));
-    secs.iter()
-        .take(3)
-        .map(|(s, (max, over))| format!("+{s} s: {:.0} ms ({over} > 100 ms)", *max as f64 / 1000.0))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
-}
-
-fn spawn_dispatcher(args: &Args, config: &Config, n: usize) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(format!("/tmp/hookrelay-load-dispatcher-{n}.log"))?;
-    let mut cmd = Command::new(&args.binary);
-    cmd.arg(if args.up { "up" } else { "dispatcher" })
-        .env("HOOKRELAY_API_ADDR", format!("127.0.0.1:{}", 18_000 + n))
-        .env("HOOKRELAY_DATABASE_URL", &config.database_url)
-        .env("HOOKRELAY_AMQP_URL", &config.amqp_url)
-        .env("HOOKRELAY_REDIS_URL", &config.redis_url)
-        .env("HOOKRELAY_NAMESPACE", &config.namespace)
-        .env("HOOKRELAY_ALLOW_PRIVATE_TARGETS", "true")
-        .env_remove("HOOKRELAY_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    for kv in &args.env {
-        let Some((k, v)) = kv.split_once('=') else {
-            bail!("--env {kv}: expected KEY=VALUE");
-        };
-        cmd.env(k, v);
-    }
-    cmd.spawn().with_context(|| {
-        format!(
-            "cannot run {} (build it with cargo build --release)",
-            args.binary.display()
-        )
-    })
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     hookrelay_shared::install_crypto_provider();
@@ -285,20 +165,15 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     let setup = conn.create_channel().await?;
     amqp::declare_topology(&setup, &names).await?;
 
-    let stats = Arc::new(Stats {
+    let stats = Arc::new(receiver::Stats {
         response_ms: args.response_ms,
         ..Default::default()
     });
     let ordering = hookrelay_shared::ordering::Ordering::parse(&args.ordering)
         .ok_or_else(|| anyhow::anyhow!("--ordering: `none` or `fifo`"))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = Router::new()
-        .route("/hook/{n}", post(receive))
-        .with_state(stats.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = receiver::start(stats.clone()).await?;
     for i in 0..args.black_holes {
-        let hole = black_hole().await?;
+        let hole = receiver::black_hole().await?;
         webhooks::create(
             &pool,
             NewWebhook {
@@ -335,48 +210,26 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     if args.prefill {
         let t = Instant::now();
         let publisher = amqp::confirm_channel(&conn).await?;
-        publish_load(&args, &publisher, &names, &suffix).await?;
+        publish::load(&args, &publisher, &names, &suffix).await?;
         println!(
             "prefilled {} events in {:.1} s (the dispatcher starts now; latencies include the wait)",
             args.events,
             t.elapsed().as_secs_f64()
         );
     }
-    let mut children = Vec::new();
-    for n in 0..args.dispatchers {
-        children.push(spawn_dispatcher(&args, &config, n)?);
-    }
+    let mut children = dispatchers::start(&args, &config, &setup, &names).await?;
     let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
-    // Wait for the dispatchers' consumers.
-    let ready = Instant::now();
-    loop {
-        let q = setup
-            .queue_declare(
-                names.events_queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        if q.consumer_count() as usize >= args.dispatchers {
-            break;
-        }
-        if ready.elapsed() > Duration::from_secs(30) {
-            bail!(
-                "the dispatcher did not start consuming within 30 s (see /tmp/hookrelay-load-dispatcher-0.log)"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = {
         let peak = peak.clone();
         let pids = pids.clone();
         tokio::spawn(async move {
             loop {
-                let total: u64 = pids.iter().filter_map(|p| peak_rss_kib(*p)).max().unwrap_or(0);
+                let total: u64 = pids
+                    .iter()
+                    .filter_map(|p| measure::peak_rss_kib(*p))
+                    .max()
+                    .unwrap_or(0);
                 peak.fetch_max(total, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -396,40 +249,12 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     );
     let publisher = amqp::confirm_channel(&conn).await?;
     if args.black_holes > 0 {
-        let mut confirms = Vec::new();
-        for h in 0..args.black_holes {
-            for i in 0..args.black_hole_events {
-                let body = serde_json::json!({
-                    "id": format!("evt_hole_{suffix}_{h}_{i}"),
-                    "type": format!("hole.t{h}"),
-                    "data": {"i": i},
-                });
-                confirms.push(
-                    publisher
-                        .basic_publish(
-                            names.events_exchange.as_str().into(),
-                            format!("hole.t{h}").as_str().into(),
-                            BasicPublishOptions::default(),
-                            body.to_string().as_bytes(),
-                            BasicProperties::default().with_delivery_mode(2),
-                        )
-                        .await?,
-                );
-            }
-        }
-        for c in confirms {
-            c.await?;
-        }
-        println!(
-            "published {} events to {} black-hole webhook(s) first",
-            args.black_holes * args.black_hole_events,
-            args.black_holes
-        );
+        publish::black_hole_load(&args, &publisher, &names, &suffix).await?;
     }
-    let cpu_start = cpu_jiffies();
+    let cpu_start = measure::cpu_jiffies();
     let started = Instant::now();
     if !args.prefill {
-        publish_load(&args, &publisher, &names, &suffix).await?;
+        publish::load(&args, &publisher, &names, &suffix).await?;
     }
     let publish_secs = started.elapsed().as_secs_f64();
 
@@ -448,7 +273,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let total_secs = started.elapsed().as_secs_f64();
-    let cpu_end = cpu_jiffies();
+    let cpu_end = measure::cpu_jiffies();
     let success: i64 =
         sqlx::query_scalar("SELECT count(*) FROM attempts WHERE status = 'success' AND webhook_id = ANY($1)")
             .bind(&healthy)
@@ -475,27 +300,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     .await?;
     sampler.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
-    for c in &mut children {
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-    }
-    // The shutdown grace is 30 s by default; a dispatcher still running well after it is a bug
-    // worth failing the run for.
-    let mut hung = vec![];
-    for c in &mut children {
-        let deadline = Instant::now() + Duration::from_secs(45);
-        loop {
-            match c.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() > deadline => {
-                    hung.push(c.id());
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
+    let hung = dispatchers::stop(&mut children).await;
 
     // The steady rate: between 10 % and 90 % of the deliveries persisted.
     let at = |frac: f64| {
@@ -509,7 +314,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
         _ => None,
     };
     let pairs = stats.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
-    let slowest = slowest_seconds(&pairs);
+    let slowest = measure::slowest_seconds(&pairs);
     let mut lat: Vec<u64> = pairs.iter().map(|p| p.1).collect();
     lat.sort_unstable();
     println!(
@@ -526,9 +331,9 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     }
     println!(
         "publish -> first attempt: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        percentile(&lat, 1.0),
+        measure::percentile(&lat, 0.5),
+        measure::percentile(&lat, 0.99),
+        measure::percentile(&lat, 1.0),
         lat.len()
     );
     if !slowest.is_empty() {
@@ -594,56 +399,11 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     Ok(Figures {
         overall: persisted as f64 / total_secs,
         steady,
-        p99_ms: percentile(&lat, 0.99),
+        p99_ms: measure::percentile(&lat, 0.99),
     })
-}
-
-/// Publishes the healthy load (`--events` of `load.test`, paced by `--rate`).
-async fn publish_load(
-    args: &Args,
-    publisher: &lapin::Channel,
-    names: &amqp::Names,
-    suffix: &str,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let mut outstanding = std::collections::VecDeque::new();
-    for i in 0..args.events {
-        if args.rate > 0 {
-            let due = Duration::from_secs_f64(i as f64 / args.rate as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-        let body = serde_json::json!({
-            "id": format!("evt_load_{suffix}_{i}"),
-            "type": "load.test",
-            "data": {"sent_at_us": now_us(), "i": i},
-        });
-        let confirm = publisher
-            .basic_publish(
-                names.events_exchange.as_str().into(),
-                "load.test".into(),
-                BasicPublishOptions::default(),
-                body.to_string().as_bytes(),
-                BasicProperties::default()
-                    .with_content_type("application/json".into())
-                    .with_delivery_mode(2),
-            )
-            .await?;
-        outstanding.push_back(confirm);
-        while outstanding.len() > 2000 {
-            if let Some(c) = outstanding.pop_front() {
-                c.await?;
-            }
-        }
-    }
-    for c in outstanding {
-        c.await?;
-    }
-    Ok(())
 }
 
 fn rand_suffix() -> u32 {
     // No rand dependency needed: the clock's low bits are unique enough for a namespace.
-    (now_us() & 0xffff_ffff) as u32 ^ std::process::id()
+    (receiver::now_us() & 0xffff_ffff) as u32 ^ std::process::id()
 }
