@@ -73,14 +73,24 @@ pub fn category_of(event_type: &str) -> &str {
 
 /// Whether `t` is a valid event type.
 pub fn is_valid_type(t: &str) -> bool {
-    let segments: Vec<&str> = t.split('.').collect();
-    t.len() <= MAX_TYPE_LEN
-        && segments.len() >= 2
-        && segments.iter().all(|s| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        })
+    t.len() <= MAX_TYPE_LEN && valid_segments(t).is_some_and(|n| n >= 2)
+}
+
+/// How many dot-separated segments `t` has when each is a valid one (non-empty; lowercase
+/// ASCII letters, digits, `_`, `-`), else `None`. Allocates nothing: it runs for every
+/// webhook's patterns on every event.
+pub(crate) fn valid_segments(t: &str) -> Option<usize> {
+    let mut n = 0usize;
+    for s in t.split('.') {
+        let ok = !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !ok {
+            return None;
+        }
+        n = n.saturating_add(1);
+    }
+    Some(n)
 }
 
 /// Whether `id` can be an event id (it travels in the `webhook-id` header).

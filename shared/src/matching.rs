@@ -3,7 +3,7 @@
 //! whole last segment. Validation and matching both go through [`Pattern::parse`], so a
 //! pattern that is accepted is one that can match.
 
-use crate::event::is_valid_type;
+use crate::event::{MAX_TYPE_LEN, is_valid_type, valid_segments};
 
 /// A parsed subscription pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,8 +25,10 @@ impl<'a> Pattern<'a> {
         }
         if let Some(prefix) = pattern.strip_suffix(".*") {
             // `prefix.x`, the shortest type below the prefix and as long as the pattern, is a
-            // valid type exactly when the prefix is one or more valid segments and short enough.
-            return is_valid_type(&format!("{prefix}.x")).then_some(Self::Below(prefix));
+            // valid type exactly when the prefix is one or more valid segments and short enough
+            // (checked without building it: this runs per webhook per event).
+            let ok = prefix.len() <= MAX_TYPE_LEN.saturating_sub(2) && valid_segments(prefix).is_some();
+            return ok.then_some(Self::Below(prefix));
         }
         is_valid_type(pattern).then_some(Self::Exact(pattern))
     }
