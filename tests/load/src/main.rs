@@ -82,6 +82,11 @@ struct Args {
     /// Events published to each black-hole webhook before the healthy load.
     #[arg(long, default_value_t = 3000)]
     black_hole_events: usize,
+    /// Start the healthy load only once intake has stored every black-hole delivery, so the
+    /// healthy events wait beside the black hole's backlog rather than behind its events in
+    /// the broker queue (which any 3,000 events ahead would cost, black hole or not).
+    #[arg(long)]
+    settle_black_holes: bool,
     /// Run twice, without and then with one black hole (`--black-hole-events` queued to it), and
     /// compare the healthy webhooks' rate and p99 (fails if the rate drops below 90 % or the
     /// p99 more than doubles).
@@ -250,6 +255,32 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     let publisher = amqp::confirm_channel(&conn).await?;
     if args.black_holes > 0 {
         publish::black_hole_load(&args, &publisher, &names, &suffix).await?;
+        if args.settle_black_holes {
+            let want = args.black_holes.saturating_mul(args.black_hole_events) as i64;
+            let since = Instant::now();
+            let deadline = since + Duration::from_secs(args.timeout_secs);
+            loop {
+                let n: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE NOT webhook_id = ANY($1)")
+                        .bind(&healthy)
+                        .fetch_one(&pool)
+                        .await?;
+                if n >= want {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "only {n} of {want} black-hole deliveries were stored in {} s",
+                        args.timeout_secs
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            println!(
+                "black-hole deliveries stored by intake in {:.1} s; the healthy load starts now",
+                since.elapsed().as_secs_f64()
+            );
+        }
     }
     let cpu_start = measure::cpu_jiffies();
     let started = Instant::now();
