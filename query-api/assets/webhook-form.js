@@ -186,4 +186,6 @@ export function showServerError(err) {
 
 export function wireEditor() {
   $('w-retry-kind').addEventListener('change', showRetryFields);
+  // Header values are secrets: none stays in the page once the editor is closed.
+  $('editor').addEventListener('close', () => { $('w-headers').value = ''; });
 }

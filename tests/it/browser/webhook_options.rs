@@ -106,10 +106,15 @@ async fn an_admin_sets_fifo_a_filter_a_header_and_v1a_in_the_editor_and_the_endp
         "return [...document.querySelectorAll('#rows tr[data-id] .wh-name')].some(e => e.textContent === 'Ordered')",
     )
     .await;
+    let html = b.js("return document.documentElement.outerHTML").await;
+    assert!(
+        !html.as_str().unwrap_or_default().contains(API_KEY),
+        "the header's value left the page when the editor closed"
+    );
     b.click("#rows tr[data-id] .edit").await;
     b.wait(
-        "the editor shows the webhook",
-        "return document.getElementById('w-name').value === 'Ordered'",
+        "the editor shows the webhook as the API has it",
+        "return document.getElementById('w-name').value === 'Ordered' && document.getElementById('w-headers-hint').textContent.includes('x-api-key')",
     )
     .await;
     let shown = b
