@@ -35,7 +35,7 @@ for line in sys.stdin:
 # and every other binary one after another. More at once loads the 2-core machine enough to
 # upset the tests that check timing.
 run_one() { # exe dir log
-  (cd "$2" && CARGO_MANIFEST_DIR="$2" "$1" > "$3" 2>&1)
+  (cd "$2" && CARGO_MANIFEST_DIR="$2" "$1" < /dev/null > "$3" 2>&1)
 }
 root=$(awk -v d="$PWD" '$2 == d && $1 ~ /\/it-[0-9a-f]+$/ {print $1}' "$list")
 status=0
@@ -60,6 +60,15 @@ done < "$list"
 if [ -n "$root" ]; then
   if wait "$root_pid"; then rc=0; else rc=$?; fi
   report "${root##*/} (the root package's tests/it)" "$logs/root.log" "$rc"
+fi
+# Every listed binary ran (a test's child reading stdin once swallowed the rest of the list;
+# each binary's stdin is /dev/null now).
+ran=$i
+if [ -n "$root" ]; then ran=$((ran + 1)); fi
+listed=$(wc -l < "$list")
+if [ "$ran" -ne "$listed" ]; then
+  echo "ran $ran of the $listed test binaries"
+  status=1
 fi
 
 # A fault test that failed hard may leave a service stopped: bring everything back after.
