@@ -84,6 +84,7 @@ enum Command {
 }
 
 /// mimalloc instead of glibc malloc: the dispatcher allocates per request and per record, and
+/// Built with `no_thp`: transparent huge pages cost ~50 MiB of RSS with 1,000 black holes.
 /// glibc's malloc/free were 27 % of its CPU under load.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
