@@ -84,8 +84,8 @@ enum Command {
 }
 
 /// mimalloc instead of glibc malloc: the dispatcher allocates per request and per record, and
-/// Built with `no_thp`: transparent huge pages cost ~50 MiB of RSS with 1,000 black holes.
-/// glibc's malloc/free were 27 % of its CPU under load.
+/// glibc's malloc/free were 27 % of its CPU under load. Built with `no_thp`: transparent huge
+/// pages cost ~50 MiB of RSS with 1,000 black holes.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
