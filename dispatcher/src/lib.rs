@@ -276,7 +276,13 @@ impl Core {
             attempt = a.req.attempt, status = ?out.response_code, error = ?out.error,
             duration_ms = out.duration.as_millis() as u64, "attempt made");
         // The guard first, so what waits in the lane sees a pause or an open circuit at once.
-        self.tell_guard(&lane, &a, &out).await;
+        // Boxed, and only when needed: this task's size is that of its largest await, and a
+        // request to a black hole holds the task for the whole timeout. Inline, the guard's
+        // Redis and PostgreSQL calls made it 17 KiB; what a hanging request holds is its
+        // send (under 1 KiB).
+        if Self::guard_needed(&lane, &a, &out) {
+            Box::pin(self.tell_guard(&lane, &a, &out)).await;
+        }
         let moves = lane.release(
             out.duration,
             Some(out.response_code.is_some()),
@@ -300,13 +306,25 @@ impl Core {
         self.pump();
     }
 
-    /// Reports the outcome to the shared guard when it can change something: a failure, a
-    /// probe, a pause, or a success after failures. A healthy webhook costs no round trip.
+    /// Whether the outcome must go to the shared guard: a failure, a probe, a pause, a 410, or
+    /// a success after failures. A healthy webhook costs no round trip.
+    fn guard_needed(lane: &Lane, a: &Attempt, out: &AttemptOutcome) -> bool {
+        let (view, _) = lane.view();
+        verdict(out) != Verdict::Ok
+            || a.probe
+            || out.retry_after.is_some()
+            || out.response_code == Some(410)
+            || view.fails > 0
+            || view.circuit != Circuit::Closed
+    }
+
+    /// Reports the outcome to the shared guard ([`Core::guard_needed`] said it must).
     async fn tell_guard(&self, lane: &Lane, a: &Attempt, out: &AttemptOutcome) {
         let hook = &a.req.target.webhook;
         if out.response_code == Some(410) {
-            self.disable(lane, "gone", "webhook disabled: the endpoint answered 410 Gone")
-                .await;
+            // Boxed, like every rare path here: an attempt task is as large as its largest
+            // await, and every request left hanging holds one (see `run`).
+            Box::pin(self.disable(lane, "gone", "webhook disabled: the endpoint answered 410 Gone")).await;
             return;
         }
         if let Some(wait) = out.retry_after {
@@ -314,15 +332,6 @@ impl Core {
             lane.pause_until(now_ms().saturating_add(wait_ms));
         }
         let verdict = verdict(out);
-        let (view, _) = lane.view();
-        let needed = verdict != Verdict::Ok
-            || a.probe
-            || out.retry_after.is_some()
-            || view.fails > 0
-            || view.circuit != Circuit::Closed;
-        if !needed {
-            return;
-        }
         let error = match (&out.error, out.response_code) {
             (Some(e), _) => e.clone(),
             (None, Some(code)) => format!("HTTP {code}"),
@@ -360,12 +369,8 @@ impl Core {
                 .0
                 .map(hookrelay_shared::duration::format_duration)
                 .unwrap_or_default();
-            self.disable(
-                lane,
-                "failing",
-                &format!("webhook disabled: every attempt failed for {after}"),
-            )
-            .await;
+            let why = format!("webhook disabled: every attempt failed for {after}");
+            Box::pin(self.disable(lane, "failing", &why)).await;
         }
     }
 
