@@ -57,6 +57,10 @@ pub async fn consume(core: Arc<Core>, channel: Channel, shutdown: CancellationTo
     Ok(())
 }
 
+/// Jobs that may make their database calls at once, per process: a few more than the pool has
+/// connections, so the pool stays busy while the rest of the prefetch waits in a small state.
+pub const PREPARING: usize = 64;
+
 /// The delivery a job is about.
 struct Claimed {
     event_id: String,
@@ -143,12 +147,45 @@ async fn ack(core: &Core, delivery: &Delivery) {
 /// without a queue.
 #[tracing::instrument(skip_all, fields(delivery_id = %job.delivery_id, trigger = job.trigger.as_str()))]
 pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outcome> {
+    // At most PREPARING jobs at a time make their database calls; the others (up to the
+    // prefetch) wait holding only their message. Those calls' futures are boxed: they are most
+    // of a job's size (about 28 KiB with sqlx's own), and a job whose attempt hangs (a black
+    // hole's) waits for it the whole timeout, holding only the wait.
+    let prepared = {
+        let _turn = core
+            .job_prepares
+            .acquire()
+            .await
+            .map_err(|_| anyhow::anyhow!("shutting down"))?;
+        Box::pin(prepare(core, job)).await?
+    };
+    let (req, slot_reserved) = match prepared {
+        Ok(ready) => ready,
+        Err(why) => return Ok(Outcome::Skipped(why)),
+    };
+    let (done_tx, done_rx) = oneshot::channel();
+    let mut attempt = Attempt::new(req, Some(done_tx));
+    attempt.slot_reserved = slot_reserved;
+    core.submit(attempt);
+    // Acked only once the attempt (or its deferral) is committed.
+    done_rx
+        .await
+        .map_err(|_| anyhow::anyhow!("shutting down before the attempt was recorded"))?;
+    Ok(Outcome::Done)
+}
+
+/// The job's attempt, ready to send (and whether it holds a rate-limit slot), or why there is
+/// nothing to send.
+async fn prepare(
+    core: &Arc<Core>,
+    job: &DeliveryJob,
+) -> anyhow::Result<Result<(AttemptRequest, bool), &'static str>> {
     let claimed = match job.trigger {
         Trigger::Manual => manual(core, job).await?,
         Trigger::Initial | Trigger::Automatic => claim(core, job).await?,
     };
     let Some(claimed) = claimed else {
-        return Ok(Outcome::Skipped(
+        return Ok(Err(
             "not due, already attempted, finished, or held behind its webhook's head",
         ));
     };
@@ -160,7 +197,7 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outc
             .await?;
     let Some(body) = body else {
         crate::ordered::fail_delivery(core, job, "the event is gone (past retention)").await?;
-        return Ok(Outcome::Skipped("the event is gone"));
+        return Ok(Err("the event is gone"));
     };
     let target = match core.cache.get(claimed.webhook_id) {
         Some(t) => Some(t),
@@ -170,11 +207,11 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outc
     };
     let Some(target) = target else {
         crate::ordered::fail_delivery(core, job, "the webhook was deleted").await?;
-        return Ok(Outcome::Skipped("the webhook was deleted"));
+        return Ok(Err("the webhook was deleted"));
     };
     // A disabled webhook gets nothing, not even a manual retry queued before it was disabled.
     if !target.webhook.enabled && job.trigger == Trigger::Manual {
-        return Ok(Outcome::Skipped("the webhook is disabled"));
+        return Ok(Err("the webhook is disabled"));
     }
     if !target.webhook.enabled {
         let why = match target.webhook.disabled_reason.as_deref() {
@@ -183,7 +220,7 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outc
             _ => "webhook disabled",
         };
         crate::ordered::fail_delivery(core, job, why).await?;
-        return Ok(Outcome::Skipped("the webhook is disabled"));
+        return Ok(Err("the webhook is disabled"));
     }
     let req = AttemptRequest {
         delivery_id: job.delivery_id,
@@ -197,15 +234,7 @@ pub async fn run_job(core: &Arc<Core>, job: &DeliveryJob) -> anyhow::Result<Outc
         delivery_created_at: claimed.created_at,
         seq: claimed.seq,
     };
-    let (done_tx, done_rx) = oneshot::channel();
-    let mut attempt = Attempt::new(req, Some(done_tx));
-    attempt.slot_reserved = claimed.slot_reserved;
-    core.submit(attempt);
-    // Acked only once the attempt (or its deferral) is committed.
-    done_rx
-        .await
-        .map_err(|_| anyhow::anyhow!("shutting down before the attempt was recorded"))?;
-    Ok(Outcome::Done)
+    Ok(Ok((req, claimed.slot_reserved)))
 }
 
 type ClaimRow = (String, Uuid, String, OffsetDateTime, Option<String>, Option<i64>);

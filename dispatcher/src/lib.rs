@@ -63,6 +63,8 @@ pub struct Core {
     pub permits: Slots,
     /// Attempt and job tasks, awaited on shutdown.
     pub tasks: TaskTracker,
+    /// Turns for a job's database calls ([`jobs::PREPARING`]).
+    pub job_prepares: tokio::sync::Semaphore,
     /// Each event type and the minute it was last written to `event_types` (`last_seen_at`),
     /// to skip redundant upserts.
     pub known_types: Mutex<HashMap<String, i64>>,
@@ -425,6 +427,7 @@ impl Dispatcher {
             sender,
             recorder,
             tasks: TaskTracker::new(),
+            job_prepares: tokio::sync::Semaphore::new(jobs::PREPARING),
             known_types: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
         });
