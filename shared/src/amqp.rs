@@ -57,10 +57,23 @@ pub async fn close(conn: &Connection, code: u16, reason: &str) {
 /// Header naming why a message was dead-lettered.
 pub const ERROR_HEADER: &str = "x-hookrelay-error";
 
+/// The largest frame asked of the broker, unless the URL sets `frame_max`. lapin keeps 32
+/// frames of buffer each way per connection, all touched in time: at RabbitMQ's default
+/// (128 KiB) that is 8 MiB a connection, at this 2 MiB. A larger message travels as several
+/// frames.
+pub const FRAME_MAX: u32 = 32 * 1024;
+
 /// Connects to RabbitMQ, naming the connection after the component.
 pub async fn connect(url: &str, component: &str) -> lapin::Result<Connection> {
     let props = ConnectionProperties::default().with_connection_name(format!("hookrelay-{component}").into());
-    Connection::connect(url, props).await
+    match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(mut uri) => {
+            uri.query.frame_max.get_or_insert(FRAME_MAX);
+            Connection::connect_uri(uri, props).await
+        }
+        // lapin says what is wrong with the URL.
+        Err(_) => Connection::connect(url, props).await,
+    }
 }
 
 fn quorum() -> FieldTable {

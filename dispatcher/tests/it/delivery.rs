@@ -146,3 +146,43 @@ async fn the_same_event_id_twice_yields_one_set_of_deliveries() {
     running.shutdown().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_event_larger_than_a_frame_is_stored_and_sent_byte_for_byte() {
+    let env = env_with(|_| {}).await;
+    let rx = Receiver::start().await;
+    let (hook, secret) = webhook(&env, "big", &rx.url("/big"), &["*"], true).await;
+    let running = start(&env).await;
+    // The connection asks for amqp::FRAME_MAX, so this event travels as several frames.
+    let conn = hookrelay_shared::amqp::connect(&env.config.amqp_url, "test")
+        .await
+        .expect("RabbitMQ");
+    assert_eq!(
+        conn.configuration().frame_max(),
+        hookrelay_shared::amqp::FRAME_MAX
+    );
+    let filler: String = (0..200_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let body =
+        serde_json::json!({"id": "evt_big", "type": "order.paid", "data": {"filler": filler}}).to_string();
+    assert!(body.len() > 6 * hookrelay_shared::amqp::FRAME_MAX as usize);
+    assert!(body.len() < env.config.max_event_bytes);
+    let ch = env.channel().await;
+    env.publish_raw(&ch, "order.paid", body.as_bytes()).await;
+    wait_attempts(&env, hook.id, 1).await;
+    let got = rx.received();
+    assert_eq!(got.len(), 1);
+    let sent: serde_json::Value = serde_json::from_slice(&got[0].body).expect("JSON sent");
+    assert_eq!(
+        sent["data"]["filler"].as_str(),
+        Some(filler.as_str()),
+        "the payload arrives whole"
+    );
+    assert!(
+        got[0].signed_with(&secret),
+        "signature verifies over the whole payload"
+    );
+    let a = attempts(&env, hook.id).await;
+    assert_eq!((a[0].status.as_str(), a[0].response_code), ("success", Some(200)));
+    running.shutdown().await;
+    env.cleanup().await;
+}
