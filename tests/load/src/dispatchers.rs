@@ -77,13 +77,42 @@ pub async fn stop(children: &mut [Child]) -> Vec<u32> {
     hung
 }
 
+/// `--scheduler`: a `hookrelay scheduler` process beside the dispatchers, so deferred and
+/// failed deliveries come back to them as they would in production (its memory is not the
+/// dispatchers' and is not counted), logging to `/tmp/hookrelay-load-scheduler.log`.
+pub fn start_scheduler(args: &Args, config: &Config) -> anyhow::Result<Option<Child>> {
+    if !args.scheduler || args.up {
+        return Ok(None);
+    }
+    spawn_as(
+        args,
+        config,
+        "scheduler",
+        "/tmp/hookrelay-load-scheduler.log",
+        17_999,
+    )
+    .map(Some)
+}
+
 /// Runs dispatcher `n` (or `hookrelay up`) on the run's database and namespace, logging to
 /// `/tmp/hookrelay-load-dispatcher-{n}.log`.
 fn spawn(args: &Args, config: &Config, n: usize) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(format!("/tmp/hookrelay-load-dispatcher-{n}.log"))?;
+    let log = format!("/tmp/hookrelay-load-dispatcher-{n}.log");
+    let port = 18_000u16.saturating_add(u16::try_from(n).unwrap_or(u16::MAX));
+    spawn_as(
+        args,
+        config,
+        if args.up { "up" } else { "dispatcher" },
+        &log,
+        port,
+    )
+}
+
+fn spawn_as(args: &Args, config: &Config, command: &str, log: &str, port: u16) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(log)?;
     let mut cmd = Command::new(&args.binary);
-    cmd.arg(if args.up { "up" } else { "dispatcher" })
-        .env("HOOKRELAY_API_ADDR", format!("127.0.0.1:{}", 18_000 + n))
+    cmd.arg(command)
+        .env("HOOKRELAY_API_ADDR", format!("127.0.0.1:{port}"))
         .env("HOOKRELAY_DATABASE_URL", &config.database_url)
         .env("HOOKRELAY_AMQP_URL", &config.amqp_url)
         .env("HOOKRELAY_REDIS_URL", &config.redis_url)

@@ -73,6 +73,10 @@ struct Args {
     /// dispatcher alone.
     #[arg(long)]
     up: bool,
+    /// Run a `hookrelay scheduler` process beside the dispatchers (not with `--up`, which has
+    /// one), so deferred and failed deliveries come back to them; its memory is not counted.
+    #[arg(long)]
+    scheduler: bool,
     /// Webhooks whose endpoint accepts connections and never answers (noisy-neighbour mode).
     #[arg(long, default_value_t = 0)]
     black_holes: usize,
@@ -222,6 +226,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
             t.elapsed().as_secs_f64()
         );
     }
+    let mut scheduler = dispatchers::start_scheduler(&args, &config)?;
     let mut children = dispatchers::start(&args, &config, &setup, &names).await?;
     let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
     let peak = Arc::new(AtomicU64::new(0));
@@ -332,6 +337,9 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     sampler.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
     let hung = dispatchers::stop(&mut children).await;
+    if let Some(s) = scheduler.as_mut() {
+        dispatchers::stop(std::slice::from_mut(s)).await;
+    }
 
     // The steady rate: between 10 % and 90 % of the deliveries persisted.
     let at = |frac: f64| {
