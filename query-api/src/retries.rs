@@ -20,9 +20,9 @@ use crate::{
     auth::{Admin, Auth},
     bulk::{self, JobFilter},
     deliveries::{Filter, check_range, parse_category, parse_status, parse_time, resolve_q},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::{ApiJson, IdPath, truncate},
-    problems::{AmqpDown, BadId, JsonBody, NeedsAdmin},
+    problems::{AmqpDown, BadId, CannotRetry, JsonBody, NeedsAdmin, NoSuchAttemptOrDelivery, NoSuchJob},
     state::AppState,
 };
 
@@ -40,9 +40,7 @@ pub struct RetryQueued {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Queued; the attempt appears in the log with trigger manual", body = RetryQueued),
-        BadId, NeedsAdmin, AmqpDown,
-        (status = 404, description = "No such attempt or delivery", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The delivery's webhook is disabled or deleted, or the delivery is held behind the head of its ordered webhook", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, AmqpDown, NoSuchAttemptOrDelivery, CannotRetry,
     )
 )]
 pub async fn retry_one(
@@ -289,8 +287,7 @@ pub struct BulkJob {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The job", body = BulkJob),
-        BadId, NeedsAdmin,
-        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NoSuchJob,
     )
 )]
 pub async fn bulk_job(

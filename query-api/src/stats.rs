@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::{ApiQuery, IdPath, truncate},
-    problems::{NeedsAdmin, NotFound},
+    problems::{BadIdOrWindow, NeedsAdmin, NotFound},
     state::AppState,
 };
 
@@ -127,8 +127,7 @@ pub struct StatsOut {
     security(("bearer" = [])),
     responses(
         (status = 200, body = StatsOut),
-        (status = 400, description = "A bad id or window (the detail names it)", body = Problem, content_type = "application/problem+json"),
-        NeedsAdmin, NotFound,
+        BadIdOrWindow, NeedsAdmin, NotFound,
     )
 )]
 pub async fn get(

@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Auth, Owner, Viewer},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::{ApiJson, IdPath},
-    problems::{BadId, JsonBody, NeedsOwner, NeedsToken},
+    problems::{BadId, JsonBody, NeedsOwner, NeedsToken, NoSuchLiveToken},
     state::AppState,
 };
 
@@ -109,8 +109,7 @@ pub async fn create(
     delete, path = "/api/v1/tokens/{id}", tag = "tokens", operation_id = "revoke_token", params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked"),
-        BadId, NeedsOwner,
-        (status = 404, description = "No such live token", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsOwner, NoSuchLiveToken,
     )
 )]
 pub async fn revoke(

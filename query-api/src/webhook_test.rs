@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::IdPath,
-    problems::{AmqpDown, BadId, NeedsAdmin, NotFound},
+    problems::{AmqpDown, BadId, NeedsAdmin, NotFound, WebhookDisabled},
     state::AppState,
 };
 
@@ -36,8 +36,7 @@ pub struct TestSent {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Stored and queued; a dispatcher makes the attempt", body = TestSent),
-        BadId, NeedsAdmin, NotFound, AmqpDown,
-        (status = 409, description = "The webhook is disabled", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NotFound, AmqpDown, WebhookDisabled,
     )
 )]
 pub async fn send(

@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 use super::rows::{DeliveryItem, ItemRow};
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::IdPath,
-    problems::{BadId, NeedsAdmin},
+    problems::{BadId, NeedsAdmin, NoSuchAttempt},
     state::AppState,
 };
 
@@ -72,8 +72,7 @@ struct DetailRow {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The attempt", body = DeliveryDetail),
-        BadId, NeedsAdmin,
-        (status = 404, description = "No such attempt", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NoSuchAttempt,
     )
 )]
 pub async fn detail(
