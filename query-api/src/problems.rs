@@ -5,6 +5,8 @@
 //! A handler's own failures (a 409, a 404 worth naming) have a type here too, named for what
 //! they mean, so that no annotation spells out a problem response.
 //! The 400 types describe different inputs; give a handler at most one of them.
+//! An operation that lists a 401 type (`NeedsToken`, `NeedsAdmin`, `NeedsOwner`) is also given
+//! the bearer security requirement, once, by `BearerAuth` in lib.rs.
 
 use std::collections::BTreeMap;
 

@@ -37,7 +37,6 @@ pub struct RetryQueued {
 #[utoipa::path(
     post, path = "/api/v1/deliveries/{id}/retry", tag = "deliveries",
     params(("id" = Uuid, Path, description = "An attempt id (a delivery id is accepted too)")),
-    security(("bearer" = [])),
     responses(
         (status = 202, description = "Queued; the attempt appears in the log with trigger manual", body = RetryQueued),
         BadId, NeedsAdmin, AmqpDown, NoSuchAttemptOrDelivery, CannotRetry,
@@ -205,7 +204,6 @@ fn parse_bulk(b: &BulkRetryFilter) -> Result<(Filter, Option<String>), AppError>
 #[utoipa::path(
     post, path = "/api/v1/deliveries/retry", tag = "deliveries",
     request_body = BulkRetryFilter,
-    security(("bearer" = [])),
     responses(
         (status = 202, description = "Counted and stored as a job; a worker queues the deliveries in chunks", body = BulkQueued),
         JsonBody, NeedsAdmin,
@@ -284,7 +282,6 @@ pub struct BulkJob {
 #[utoipa::path(
     get, path = "/api/v1/deliveries/retry/{job_id}", tag = "deliveries",
     params(("job_id" = Uuid, Path, description = "The `job_id` of the bulk retry")),
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "The job", body = BulkJob),
         BadId, NeedsAdmin, NoSuchJob,

@@ -124,7 +124,6 @@ pub struct StatsOut {
 #[utoipa::path(
     get, path = "/api/v1/webhooks/{id}/stats", tag = "webhooks", operation_id = "webhook_stats",
     params(("id" = Uuid, Path), StatsParams),
-    security(("bearer" = [])),
     responses(
         (status = 200, body = StatsOut),
         BadIdOrWindow, NeedsAdmin, NotFound,

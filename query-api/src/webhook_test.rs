@@ -33,7 +33,6 @@ pub struct TestSent {
 #[utoipa::path(
     post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", operation_id = "test_webhook",
     params(("id" = Uuid, Path)),
-    security(("bearer" = [])),
     responses(
         (status = 202, description = "Stored and queued; a dispatcher makes the attempt", body = TestSent),
         BadId, NeedsAdmin, NotFound, AmqpDown, WebhookDisabled,

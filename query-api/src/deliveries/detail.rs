@@ -69,7 +69,6 @@ struct DetailRow {
 #[utoipa::path(
     get, path = "/api/v1/deliveries/{id}", tag = "deliveries", operation_id = "get_delivery",
     params(("id" = Uuid, Path, description = "The attempt id")),
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "The attempt", body = DeliveryDetail),
         BadId, NeedsAdmin, NoSuchAttempt,
