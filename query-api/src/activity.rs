@@ -101,7 +101,6 @@ type Row = (
 #[utoipa::path(
     get, path = "/api/v1/activity", tag = "portal", operation_id = "list_activity",
     params(ActivityParams),
-    security(("bearer" = [])),
     responses(
         (status = 200, body = ActivityPage),
         BadQuery, NeedsAdmin,

@@ -50,7 +50,6 @@ pub struct EventTypeParams {
 #[utoipa::path(
     get, path = "/api/v1/event-types", tag = "portal", operation_id = "list_event_types",
     params(EventTypeParams),
-    security(("bearer" = [])),
     responses(
         (status = 200, body = EventTypeList),
         BadQuery, NeedsAdmin,

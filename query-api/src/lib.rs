@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::TraceLayer};
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -57,7 +57,6 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
         description = "Webhook delivery: the delivery log, retries, webhooks, API tokens, settings and the activity log. \
                        Errors are application/problem+json.",
     ),
-    modifiers(&BearerAuth),
     components(schemas(error::Problem)),
     tags(
         (name = "deliveries", description = "The delivery log (one item per attempt) and retries; admin role"),
@@ -69,10 +68,33 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 )]
 struct ApiDoc;
 
+/// The bearer scheme, and its requirement on every operation that can answer 401 (those that
+/// list `NeedsToken`, `NeedsAdmin` or `NeedsOwner`); the others (health, readiness, metrics)
+/// are public. Applied once the routes' operations are in the document.
 struct BearerAuth;
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+                &mut item.query,
+            ];
+            let operations = operations
+                .into_iter()
+                .flatten()
+                .chain(item.additional_operations.values_mut());
+            for op in operations.filter(|op| op.responses.responses.contains_key("401")) {
+                op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+            }
+        }
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -88,7 +110,7 @@ impl Modify for BearerAuth {
 
 /// The API routes with their OpenAPI document, generated from the handlers' annotations.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(deliveries::log::list))
         .routes(routes!(deliveries::detail::detail))
         .routes(routes!(retries::retry_one))
@@ -108,7 +130,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics_text))
-        .split_for_parts()
+        .split_for_parts();
+    BearerAuth.modify(&mut doc);
+    (routes, doc)
 }
 
 /// The OpenAPI 3 document of every route, as JSON.
@@ -262,6 +286,20 @@ mod openapi_tests {
             .as_array()
             .and_then(|ps| ps.iter().find(|p| p["name"] == name))
             .unwrap_or_else(|| panic!("parameter {name} is documented"))
+    }
+
+    #[test]
+    fn api_operations_need_the_bearer_token_and_operations_ones_none() {
+        let doc = doc();
+        assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+        for (method, path, op) in operations(&doc) {
+            let security = &op["security"];
+            if path.starts_with("/api/v1/") {
+                assert_eq!(security, &serde_json::json!([{"bearer": []}]), "{method} {path}");
+            } else {
+                assert!(security.is_null(), "{method} {path}: {security}");
+            }
+        }
     }
 
     #[test]

@@ -20,9 +20,9 @@ use crate::{
     auth::{Admin, Auth},
     bulk::{self, JobFilter},
     deliveries::{Filter, check_range, parse_category, parse_status, parse_time, resolve_q},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::{ApiJson, IdPath, truncate},
-    problems::{AmqpDown, BadId, JsonBody, NeedsAdmin},
+    problems::{AmqpDown, BadId, CannotRetry, JsonBody, NeedsAdmin, NoSuchAttemptOrDelivery, NoSuchJob},
     state::AppState,
 };
 
@@ -37,12 +37,9 @@ pub struct RetryQueued {
 #[utoipa::path(
     post, path = "/api/v1/deliveries/{id}/retry", tag = "deliveries",
     params(("id" = Uuid, Path, description = "An attempt id (a delivery id is accepted too)")),
-    security(("bearer" = [])),
     responses(
         (status = 202, description = "Queued; the attempt appears in the log with trigger manual", body = RetryQueued),
-        BadId, NeedsAdmin, AmqpDown,
-        (status = 404, description = "No such attempt or delivery", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The delivery's webhook is disabled or deleted, or the delivery is held behind the head of its ordered webhook", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, AmqpDown, NoSuchAttemptOrDelivery, CannotRetry,
     )
 )]
 pub async fn retry_one(
@@ -207,7 +204,6 @@ fn parse_bulk(b: &BulkRetryFilter) -> Result<(Filter, Option<String>), AppError>
 #[utoipa::path(
     post, path = "/api/v1/deliveries/retry", tag = "deliveries",
     request_body = BulkRetryFilter,
-    security(("bearer" = [])),
     responses(
         (status = 202, description = "Counted and stored as a job; a worker queues the deliveries in chunks", body = BulkQueued),
         JsonBody, NeedsAdmin,
@@ -286,11 +282,9 @@ pub struct BulkJob {
 #[utoipa::path(
     get, path = "/api/v1/deliveries/retry/{job_id}", tag = "deliveries",
     params(("job_id" = Uuid, Path, description = "The `job_id` of the bulk retry")),
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "The job", body = BulkJob),
-        BadId, NeedsAdmin,
-        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NoSuchJob,
     )
 )]
 pub async fn bulk_job(

@@ -98,7 +98,6 @@ fn out(config: &hookrelay_shared::Config, stored: Option<&Stored>) -> SettingsOu
 /// The settings in force.
 #[utoipa::path(
     get, path = "/api/v1/settings", tag = "portal", operation_id = "get_settings",
-    security(("bearer" = [])),
     responses(
         (status = 200, body = SettingsOut),
         NeedsAdmin,
@@ -156,7 +155,6 @@ fn parse_body(body: &serde_json::Value) -> AppResult<(Change<Duration>, Change<R
 #[utoipa::path(
     put, path = "/api/v1/settings", tag = "portal", operation_id = "update_settings",
     request_body = SettingsUpdate,
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "The settings now in force", body = SettingsOut),
         JsonBody, NeedsOwner,

@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::{ApiQuery, IdPath, truncate},
-    problems::{NeedsAdmin, NotFound},
+    problems::{BadIdOrWindow, NeedsAdmin, NotFound},
     state::AppState,
 };
 
@@ -124,11 +124,9 @@ pub struct StatsOut {
 #[utoipa::path(
     get, path = "/api/v1/webhooks/{id}/stats", tag = "webhooks", operation_id = "webhook_stats",
     params(("id" = Uuid, Path), StatsParams),
-    security(("bearer" = [])),
     responses(
         (status = 200, body = StatsOut),
-        (status = 400, description = "A bad id or window (the detail names it)", body = Problem, content_type = "application/problem+json"),
-        NeedsAdmin, NotFound,
+        BadIdOrWindow, NeedsAdmin, NotFound,
     )
 )]
 pub async fn get(

@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Auth, Owner, Viewer},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::{ApiJson, IdPath},
-    problems::{BadId, JsonBody, NeedsOwner, NeedsToken},
+    problems::{BadId, JsonBody, NeedsOwner, NeedsToken, NoSuchLiveToken},
     state::AppState,
 };
 
@@ -59,7 +59,7 @@ pub struct TokenCreate {
 
 /// Every token, newest first (revoked ones too).
 #[utoipa::path(
-    get, path = "/api/v1/tokens", tag = "tokens", operation_id = "list_tokens", security(("bearer" = [])),
+    get, path = "/api/v1/tokens", tag = "tokens", operation_id = "list_tokens",
     responses(
         (status = 200, body = Vec<TokenOut>),
         NeedsOwner,
@@ -72,7 +72,7 @@ pub async fn list(State(state): State<AppState>, _auth: Auth<Owner>) -> AppResul
 
 /// Creates a token; the answer's `token` is shown only this once.
 #[utoipa::path(
-    post, path = "/api/v1/tokens", tag = "tokens", operation_id = "create_token", request_body = TokenCreate, security(("bearer" = [])),
+    post, path = "/api/v1/tokens", tag = "tokens", operation_id = "create_token", request_body = TokenCreate,
     responses(
         (status = 201, body = TokenOut),
         JsonBody, NeedsOwner,
@@ -106,11 +106,10 @@ pub async fn create(
 
 /// Revokes a token at once.
 #[utoipa::path(
-    delete, path = "/api/v1/tokens/{id}", tag = "tokens", operation_id = "revoke_token", params(("id" = Uuid, Path)), security(("bearer" = [])),
+    delete, path = "/api/v1/tokens/{id}", tag = "tokens", operation_id = "revoke_token", params(("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Revoked"),
-        BadId, NeedsOwner,
-        (status = 404, description = "No such live token", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsOwner, NoSuchLiveToken,
     )
 )]
 pub async fn revoke(
@@ -135,7 +134,7 @@ pub async fn revoke(
 
 /// The calling token (any role).
 #[utoipa::path(
-    get, path = "/api/v1/me", tag = "tokens", security(("bearer" = [])),
+    get, path = "/api/v1/me", tag = "tokens",
     responses(
         (status = 200, body = TokenOut),
         NeedsToken,

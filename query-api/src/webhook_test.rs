@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::IdPath,
-    problems::{AmqpDown, BadId, NeedsAdmin, NotFound},
+    problems::{AmqpDown, BadId, NeedsAdmin, NotFound, WebhookDisabled},
     state::AppState,
 };
 
@@ -33,11 +33,9 @@ pub struct TestSent {
 #[utoipa::path(
     post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", operation_id = "test_webhook",
     params(("id" = Uuid, Path)),
-    security(("bearer" = [])),
     responses(
         (status = 202, description = "Stored and queued; a dispatcher makes the attempt", body = TestSent),
-        BadId, NeedsAdmin, NotFound, AmqpDown,
-        (status = 409, description = "The webhook is disabled", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NotFound, AmqpDown, WebhookDisabled,
     )
 )]
 pub async fn send(

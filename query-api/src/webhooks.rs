@@ -100,7 +100,6 @@ fn not_found(id: Uuid) -> AppError {
 /// Live webhooks, oldest first.
 #[utoipa::path(
     get, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "list_webhooks", params(WebhookListParams),
-    security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookPage),
         BadQuery, NeedsAdmin,
@@ -137,7 +136,6 @@ pub async fn list(
 /// Creates a webhook; the answer holds its secret (shown only here and on rotation).
 #[utoipa::path(
     post, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "create_webhook", request_body = WebhookCreate,
-    security(("bearer" = [])),
     responses(
         (status = 201, body = WebhookOut),
         JsonBody, NeedsAdmin,
@@ -168,7 +166,6 @@ pub async fn create(
 /// One webhook (without its secret).
 #[utoipa::path(
     get, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "get_webhook", params(("id" = Uuid, Path)),
-    security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookOut),
         BadId, NeedsAdmin, NotFound,
@@ -191,7 +188,6 @@ pub async fn get(
 #[utoipa::path(
     patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "update_webhook", params(("id" = Uuid, Path)),
     request_body = WebhookUpdate,
-    security(("bearer" = [])),
     responses(
         (status = 200, body = WebhookOut),
         JsonBodyById, NeedsAdmin, NotFound,
@@ -229,7 +225,6 @@ pub async fn update(
 /// Deletes a webhook: it gets nothing more; its attempts stay in the log.
 #[utoipa::path(
     delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "delete_webhook", params(("id" = Uuid, Path)),
-    security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
         BadId, NeedsAdmin, NotFound,
@@ -299,7 +294,6 @@ fn parse_overlap(v: Option<&serde_json::Value>) -> AppResult<time::Duration> {
 #[utoipa::path(
     post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = Uuid, Path)),
     request_body(content = Option<RotateSecret>, description = "Optional"),
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "The webhook with its new secret", body = WebhookOut),
         BadId, Invalid, NeedsAdmin, NotFound,

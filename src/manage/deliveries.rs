@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Output, actor,
+    OneItem, Output, actor,
     output::{print_json, table},
 };
 
@@ -37,12 +37,8 @@ pub enum DeliveriesCommand {
         out: Output,
     },
     /// One attempt in full: request headers, payload, response.
-    Show {
-        /// An attempt id (as `deliveries list` shows).
-        id: Uuid,
-        #[command(flatten)]
-        out: Output,
-    },
+    #[command(mut_arg("id", |id| id.help("An attempt id (as `deliveries list` shows)")))]
+    Show(OneItem),
     /// Queue an immediate manual attempt of the delivery an attempt (or delivery) id names.
     Retry { id: Uuid },
 }
@@ -72,7 +68,7 @@ pub async fn deliveries(command: DeliveriesCommand, config: &Config, pool: &PgPo
             limit,
             out,
         } => list(pool, webhook, status, event_type, limit, &out).await,
-        DeliveriesCommand::Show { id, out } => show(pool, id, &out).await,
+        DeliveriesCommand::Show(OneItem { id, out }) => show(pool, id, &out).await,
         DeliveriesCommand::Retry { id } => retry(config, pool, id).await,
     }
 }

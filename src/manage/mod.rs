@@ -15,6 +15,7 @@ mod webhooks;
 
 use clap::Args;
 use hookrelay_shared::activity;
+use uuid::Uuid;
 
 pub use deliveries::{DeliveriesCommand, deliveries};
 pub use publish::publish;
@@ -35,4 +36,13 @@ pub struct Output {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The arguments of a command that prints one item: its id, and `--json`. A command whose id
+/// wants a help text gives it with `#[command(mut_arg("id", …))]`.
+#[derive(Args)]
+pub struct OneItem {
+    pub id: Uuid,
+    #[command(flatten)]
+    pub out: Output,
 }

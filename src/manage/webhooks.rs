@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    Output, actor,
+    OneItem, Output, actor,
     output::{print_json, table},
 };
 
@@ -30,11 +30,7 @@ pub enum WebhooksManage {
         out: Output,
     },
     /// Show one webhook (never its secret).
-    Show {
-        id: Uuid,
-        #[command(flatten)]
-        out: Output,
-    },
+    Show(OneItem),
     /// Change the given fields of a webhook.
     Update {
         id: Uuid,
@@ -56,11 +52,7 @@ pub enum WebhooksManage {
     },
     /// Send a `webhook.test` event to this webhook alone, through the dispatchers (signed,
     /// recorded, in the log); prints its event and delivery ids.
-    Test {
-        id: Uuid,
-        #[command(flatten)]
-        out: Output,
-    },
+    Test(OneItem),
     /// Attempts, success rate, response-time percentiles and circuit over a window.
     Stats {
         id: Uuid,
@@ -120,7 +112,7 @@ fn show_webhook(w: &Webhook) {
 pub async fn webhooks(command: WebhooksManage, config: &Config, pool: &PgPool) -> anyhow::Result<()> {
     match command {
         WebhooksManage::List { limit, out } => list(pool, limit, &out).await,
-        WebhooksManage::Show { id, out } => {
+        WebhooksManage::Show(OneItem { id, out }) => {
             let w = webhooks::get(pool, id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no webhook with id {id}"))?;
@@ -137,7 +129,7 @@ pub async fn webhooks(command: WebhooksManage, config: &Config, pool: &PgPool) -
             expire_previous_in,
             out,
         } => rotate_secret(pool, id, &expire_previous_in, &out).await,
-        WebhooksManage::Test { id, out } => super::webhook_tools::test(config, pool, id, &out).await,
+        WebhooksManage::Test(OneItem { id, out }) => super::webhook_tools::test(config, pool, id, &out).await,
         WebhooksManage::Stats { id, window, out } => {
             super::webhook_tools::stats(config, pool, id, &window, &out).await
         }

@@ -1,6 +1,7 @@
 //! The four admin pages put together from one layout: `assets/layout.html` holds what every
 //! page shares (the head, the navigation, the sign-in and forbidden views, the toasts and the
-//! confirmation dialog); each page's file holds only its own view and dialogs. The pages are
+//! confirmation dialog); each page's file holds only its own view and dialogs, and takes the
+//! pieces several pages repeat from `assets/parts/` (`{{part name=value|…}}`). The pages are
 //! rendered once, when the router is built, so serving one costs no more than a static file.
 
 use sha2::{Digest, Sha256};
@@ -36,15 +37,15 @@ pub struct Rendered {
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error("admin asset {0} is missing or not UTF-8")]
-    Missing(&'static str),
-    #[error("layout.html has an unknown or unclosed placeholder near `{0}`")]
-    Placeholder(String),
+    Missing(String),
+    #[error("{0} has an unknown or unclosed placeholder near `{1}`")]
+    Placeholder(String, String),
 }
 
 /// The whole document of `page`, with `pages` in its navigation (the page itself marked current).
 pub fn render(page: &Page, pages: &[Page]) -> Result<Rendered, LayoutError> {
     let layout = text("layout.html")?;
-    let own = text(page.file)?;
+    let own = with_parts(page.file)?;
     let (main, dialogs) = own.split_once(DIALOGS).unwrap_or((own.as_str(), ""));
     let nav = pages
         .iter()
@@ -65,27 +66,52 @@ pub fn render(page: &Page, pages: &[Page]) -> Result<Rendered, LayoutError> {
         "main" => Some(main.trim_end()),
         "dialogs" => Some(dialogs.trim_end()),
         _ => None,
-    })?;
+    })
+    .map_err(|near| LayoutError::Placeholder("layout.html".into(), near))?;
     let etag = format!("\"{}\"", hex::encode(&Sha256::digest(html.as_bytes())[..16]));
     Ok(Rendered { html, etag })
 }
 
-fn text(file: &'static str) -> Result<String, LayoutError> {
-    let data = Assets::get(file).ok_or(LayoutError::Missing(file))?.data;
-    String::from_utf8(data.into_owned()).map_err(|_| LayoutError::Missing(file))
+fn text(file: &str) -> Result<String, LayoutError> {
+    let missing = || LayoutError::Missing(file.to_owned());
+    let data = Assets::get(file).ok_or_else(missing)?.data;
+    String::from_utf8(data.into_owned()).map_err(|_| missing())
 }
 
-/// Replaces each `{{name}}` of `template` in one pass, so an inserted value is never scanned.
-fn fill<'a>(template: &str, value: impl Fn(&str) -> Option<&'a str>) -> Result<String, LayoutError> {
+/// A page's own file with its parts put in.
+fn with_parts(file: &str) -> Result<String, LayoutError> {
+    parts(&text(file)?).map_err(|near| LayoutError::Placeholder(file.to_owned(), near))
+}
+
+/// `own` with each `{{part name=value|…}}` replaced by `assets/parts/<part>.html`, whose
+/// `{{name}}` placeholders are filled with the values (and nothing else).
+fn parts(own: &str) -> Result<String, String> {
+    let part = |call: &str| {
+        let (name, args) = call.split_once(' ').unwrap_or((call, ""));
+        let args = args
+            .split('|')
+            .filter(|a| !a.is_empty())
+            .map(|a| a.split_once('='))
+            .collect::<Option<Vec<_>>>()?;
+        let template = text(&format!("parts/{name}.html")).ok()?;
+        let value = |n: &str| args.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+        fill(template.trim_end(), value).ok()
+    };
+    fill(own, part)
+}
+
+/// Replaces each `{{name}}` of `template` in one pass, so an inserted value is never scanned;
+/// an unknown or unclosed placeholder is an error with the text after its `{{`.
+fn fill<V: AsRef<str>>(template: &str, value: impl Fn(&str) -> Option<V>) -> Result<String, String> {
     let mut out = String::with_capacity(template.len() * 2);
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let near = || after.chars().take(20).collect::<String>();
-        let end = after.find("}}").ok_or_else(|| LayoutError::Placeholder(near()))?;
-        let v = value(&after[..end]).ok_or_else(|| LayoutError::Placeholder(near()))?;
-        out.push_str(v);
+        let end = after.find("}}").ok_or_else(near)?;
+        let v = value(&after[..end]).ok_or_else(near)?;
+        out.push_str(v.as_ref());
         rest = &after[end + 2..];
     }
     out.push_str(rest);
@@ -128,6 +154,31 @@ mod tests {
         assert!(html.find("id=\"view-webhooks\"").expect("view") < main_end);
         assert!(html.find("<dialog id=\"editor\"").expect("editor") > main_end);
         assert!(html.find("<dialog id=\"confirm\"").expect("confirm") > main_end);
+    }
+
+    #[test]
+    fn a_part_is_filled_with_its_values_and_a_wrong_call_refused() {
+        let head =
+            parts("{{dialog-head id=editor|title=New webhook|close=Close without saving}}").expect("fills");
+        assert!(head.starts_with(r#"    <div class="dialog-head">"#), "{head}");
+        assert!(head.contains(r#"<h2 id="editor-title">New webhook</h2>"#));
+        assert!(head.contains(r#"id="editor-close" aria-label="Close without saving">✕</button>"#));
+        assert!(head.ends_with("</div>"), "{head}");
+        assert_eq!(
+            parts("a{{table-rows}}b")
+                .expect("fills")
+                .matches("<tbody id=\"rows\">")
+                .count(),
+            1
+        );
+        for wrong in [
+            "{{dialog-head id=x}}",
+            "{{dialog-head id=x|title=t|close}}",
+            "{{no-such-part}}",
+            "{{table-rows",
+        ] {
+            assert!(parts(wrong).is_err(), "{wrong}");
+        }
     }
 
     #[test]

@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 use super::rows::{DeliveryItem, ItemRow};
 use crate::{
     auth::{Admin, Auth},
-    error::{AppError, AppResult, Problem},
+    error::{AppError, AppResult},
     extract::IdPath,
-    problems::{BadId, NeedsAdmin},
+    problems::{BadId, NeedsAdmin, NoSuchAttempt},
     state::AppState,
 };
 
@@ -69,11 +69,9 @@ struct DetailRow {
 #[utoipa::path(
     get, path = "/api/v1/deliveries/{id}", tag = "deliveries", operation_id = "get_delivery",
     params(("id" = Uuid, Path, description = "The attempt id")),
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "The attempt", body = DeliveryDetail),
-        BadId, NeedsAdmin,
-        (status = 404, description = "No such attempt", body = Problem, content_type = "application/problem+json"),
+        BadId, NeedsAdmin, NoSuchAttempt,
     )
 )]
 pub async fn detail(

@@ -104,7 +104,6 @@ pub async fn fetch_page(db: &sqlx::PgPool, lq: &LogQuery) -> AppResult<DeliveryP
 #[utoipa::path(
     get, path = "/api/v1/deliveries", tag = "deliveries", operation_id = "list_deliveries",
     params(ListParams),
-    security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of attempts", body = DeliveryPage),
         BadQuery, NeedsAdmin,
