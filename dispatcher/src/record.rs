@@ -165,9 +165,22 @@ async fn finish(
         let _ = promoted.send(p);
     }
     stats.add(&batch);
-    if !entries.is_empty() {
+    // The retry-set entries of the attempts made from jobs (retries, deferred attempts coming
+    // back, recoveries), which a reconcile may have re-added while they were in flight; a
+    // batch of first attempts only, all answered, makes no Redis round trip.
+    let made: Vec<RetryEntry> = batch
+        .iter()
+        .filter(|r| r.done.is_some() && r.req.trigger != hookrelay_shared::jobs::Trigger::Manual)
+        .map(|r| RetryEntry {
+            delivery_id: r.req.delivery_id,
+            event_received_at: r.req.event_received_at,
+            attempt: r.req.attempt,
+            due: r.out.attempted_at,
+        })
+        .collect();
+    if !entries.is_empty() || !made.is_empty() {
         ctx.metrics.retries_scheduled.inc_by(entries.len() as u64);
-        schedule_retries(ctx, &mut *redis.lock().await, &entries).await;
+        schedule_retries(ctx, &mut *redis.lock().await, &entries, &made).await;
     }
     for r in batch {
         observe(ctx, &r);
@@ -185,10 +198,10 @@ fn observe(ctx: &Context, r: &Record) {
         .observe(r.out.duration.as_secs_f64());
 }
 
-/// Adds a committed batch's retries to the scheduler's set.
-async fn schedule_retries(ctx: &Context, redis: &mut RetrySet, entries: &[RetryEntry]) {
+/// Adds a committed batch's retries to the scheduler's set (and removes its made attempts').
+async fn schedule_retries(ctx: &Context, redis: &mut RetrySet, entries: &[RetryEntry], made: &[RetryEntry]) {
     let started = std::time::Instant::now();
-    match redis.schedule(ctx, entries).await {
+    match redis.update(ctx, entries, made).await {
         Ok(()) => {
             ctx.metrics
                 .redis_operation

@@ -36,6 +36,17 @@ impl RetrySet {
 
     /// Adds `entries` to the namespace's retry set, connecting first if need be.
     pub async fn schedule(&mut self, ctx: &Context, entries: &[RetryEntry]) -> Result<(), Unscheduled> {
+        self.update(ctx, entries, &[]).await
+    }
+
+    /// Adds `add` to the namespace's retry set and removes the entries of the attempts `made`
+    /// ([`retry_store::update`]), connecting first if need be.
+    pub async fn update(
+        &mut self,
+        ctx: &Context,
+        add: &[RetryEntry],
+        made: &[RetryEntry],
+    ) -> Result<(), Unscheduled> {
         if self.conn.is_none() {
             match redis::Client::open(self.url.as_str()) {
                 Ok(c) => match tokio::time::timeout(TIMEOUT, c.get_connection_manager()).await {
@@ -51,7 +62,7 @@ impl RetrySet {
         };
         match tokio::time::timeout(
             TIMEOUT,
-            retry_store::schedule(conn, &ctx.config.namespace, entries),
+            retry_store::update(conn, &ctx.config.namespace, add, made),
         )
         .await
         {

@@ -69,15 +69,39 @@ pub async fn schedule<C: redis::aio::ConnectionLike + Send>(
     namespace: &str,
     entries: &[RetryEntry],
 ) -> redis::RedisResult<()> {
-    if entries.is_empty() {
+    update(conn, namespace, entries, &[]).await
+}
+
+/// Adds (or moves) the pending retries `add` and removes the entries of the attempts `made`,
+/// in one round trip. An attempt's own entry can still be there when it was made: the
+/// scheduler's reconcile re-adds a delivery whose attempt is in flight (due when the attempt's
+/// lease runs out, in case its dispatcher dies), and that entry would fire a stale job then.
+pub async fn update<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    namespace: &str,
+    add: &[RetryEntry],
+    made: &[RetryEntry],
+) -> redis::RedisResult<()> {
+    let key = redis_keys::retries(namespace);
+    let mut pipe = redis::pipe();
+    if !add.is_empty() {
+        let cmd = pipe.cmd("ZADD").arg(&key);
+        for e in add {
+            cmd.arg(e.score()).arg(e.member());
+        }
+        cmd.ignore();
+    }
+    if !made.is_empty() {
+        let cmd = pipe.cmd("ZREM").arg(&key);
+        for e in made {
+            cmd.arg(e.member());
+        }
+        cmd.ignore();
+    }
+    if add.is_empty() && made.is_empty() {
         return Ok(());
     }
-    let mut cmd = redis::cmd("ZADD");
-    cmd.arg(redis_keys::retries(namespace));
-    for e in entries {
-        cmd.arg(e.score()).arg(e.member());
-    }
-    cmd.query_async::<()>(conn).await
+    pipe.query_async::<()>(conn).await
 }
 
 #[cfg(test)]

@@ -181,3 +181,79 @@ async fn a_failed_manual_retry_uses_no_automatic_retry_and_leaves_the_schedule()
     assert_eq!(delivery_state(&env, first.delivery_id).await.0, "succeeded");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_retry_made_takes_its_own_entry_out_of_the_retry_set() {
+    let env = env_with(|_| {}).await;
+    let rx = Receiver::start_failing_first(1, Reply::status(500, "no")).await;
+    let (hook, _) = webhook(&env, "tidy", &rx.url("/"), &["*"], true).await;
+    let running = start(&env).await;
+    let ch = env.channel().await;
+    env.publish_raw(&ch, "a.b", &event("evt_tidy", "a.b")).await;
+    let first = wait_attempts(&env, hook.id, 1).await[0].clone();
+    running.shutdown().await;
+    let received = received_at(&env, first.delivery_id).await;
+    let member = hookrelay_shared::retry_store::RetryEntry {
+        delivery_id: first.delivery_id,
+        event_received_at: received,
+        attempt: 2,
+        due: OffsetDateTime::now_utc(),
+    }
+    .member();
+    let key = hookrelay_shared::redis_keys::retries(&env.config.namespace);
+    let mut redis = redis::Client::open(env.config.redis_url.as_str())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    // The recorder scheduled attempt 2. Its entry is what a reconcile re-adds while that
+    // attempt is in flight (due when its lease ends), which would fire a stale job later.
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&key)
+        .arg(&member)
+        .query_async(&mut redis)
+        .await
+        .expect("ZSCORE");
+    assert!(score.is_some(), "the failed first attempt scheduled attempt 2");
+    sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE id = $1")
+        .bind(first.delivery_id)
+        .execute(&env.db)
+        .await
+        .expect("due now");
+
+    let dispatcher = Dispatcher::build(env.context()).await.expect("builds");
+    let core = dispatcher.core().clone();
+    let job = DeliveryJob {
+        delivery_id: first.delivery_id,
+        event_received_at: received,
+        trigger: Trigger::Automatic,
+        attempt: 2,
+    };
+    assert_eq!(
+        jobs::run_job(&core, &job).await.expect("job runs"),
+        jobs::Outcome::Done
+    );
+    assert_eq!(delivery_state(&env, first.delivery_id).await.0, "succeeded");
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&key)
+        .arg(&member)
+        .query_async(&mut redis)
+        .await
+        .expect("ZSCORE");
+    assert_eq!(
+        score, None,
+        "the attempt made took its entry out of the retry set"
+    );
+    let left: i64 = redis::cmd("ZCARD")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .expect("ZCARD");
+    assert_eq!(left, 0);
+
+    drop(core);
+    let stop = tokio_util::sync::CancellationToken::new();
+    stop.cancel();
+    dispatcher.run(stop).await.expect("stops");
+    env.cleanup().await;
+}
