@@ -3,19 +3,57 @@
 use hookrelay_dispatcher::{Dispatcher, jobs};
 use hookrelay_shared::{
     jobs::{DeliveryJob, Trigger, publish_job},
-    testing::{Receiver, Reply},
+    testing::{Receiver, Reply, TestEnv},
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::helpers::*;
 
-async fn received_at(env: &hookrelay_shared::testing::TestEnv, delivery_id: Uuid) -> OffsetDateTime {
+async fn received_at(env: &TestEnv, delivery_id: Uuid) -> OffsetDateTime {
     sqlx::query_scalar("SELECT event_received_at FROM deliveries WHERE id = $1")
         .bind(delivery_id)
         .fetch_one(&env.db)
         .await
         .expect("delivery")
+}
+
+/// A webhook whose endpoint fails its first `fails` requests, and the first (failed) attempt
+/// of one event to it, made by a dispatcher that is stopped again.
+async fn failed_once(env: &TestEnv, fails: usize, name: &str) -> (Receiver, Uuid, AttemptRow) {
+    let rx = Receiver::start_failing_first(fails, Reply::status(500, "no")).await;
+    let (hook, _) = webhook(env, name, &rx.url("/"), &["*"], true).await;
+    let running = start(env).await;
+    let ch = env.channel().await;
+    env.publish_raw(&ch, "a.b", &event(&format!("evt_{name}"), "a.b"))
+        .await;
+    let first = wait_attempts(env, hook.id, 1).await[0].clone();
+    running.shutdown().await;
+    (rx, hook.id, first)
+}
+
+async fn due_now(env: &TestEnv, delivery_id: Uuid) {
+    sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE id = $1")
+        .bind(delivery_id)
+        .execute(&env.db)
+        .await
+        .expect("due now");
+}
+
+async fn zscore(redis: &mut redis::aio::MultiplexedConnection, key: &str, member: &str) -> Option<f64> {
+    redis::cmd("ZSCORE")
+        .arg(key)
+        .arg(member)
+        .query_async(redis)
+        .await
+        .expect("ZSCORE")
+}
+
+/// Stops a dispatcher that was built only to step jobs.
+async fn stop(dispatcher: Dispatcher) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    stop.cancel();
+    dispatcher.run(stop).await.expect("stops");
 }
 
 #[tokio::test]
@@ -58,21 +96,11 @@ async fn a_manual_job_from_the_queue_sends_at_once_with_trigger_manual() {
 #[tokio::test]
 async fn an_automatic_job_published_twice_sends_once() {
     let env = env_with(|_| {}).await;
-    let rx = Receiver::start_failing_first(1, Reply::status(500, "no")).await;
-    let (hook, _) = webhook(&env, "auto", &rx.url("/"), &["*"], true).await;
-    let running = start(&env).await;
-    let ch = env.channel().await;
-    env.publish_raw(&ch, "a.b", &event("evt_auto", "a.b")).await;
-    let first = wait_attempts(&env, hook.id, 1).await[0].clone();
+    let (rx, hook_id, first) = failed_once(&env, 1, "auto").await;
     assert_eq!(delivery_state(&env, first.delivery_id).await.0, "retrying");
-    running.shutdown().await;
 
     // Make the retry due now, then run the same job twice at once, as two scheduler replicas might.
-    sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE id = $1")
-        .bind(first.delivery_id)
-        .execute(&env.db)
-        .await
-        .expect("due now");
+    due_now(&env, first.delivery_id).await;
     let dispatcher = Dispatcher::build(env.context()).await.expect("builds");
     let core = dispatcher.core().clone();
     let job = DeliveryJob {
@@ -87,7 +115,7 @@ async fn an_automatic_job_published_twice_sends_once() {
     assert_eq!(outcomes[0], jobs::Outcome::Done);
     assert!(matches!(outcomes[1], jobs::Outcome::Skipped(_)), "{outcomes:?}");
     assert_eq!(rx.count(), 2, "the initial attempt and one retry");
-    let got = attempts(&env, hook.id).await;
+    let got = attempts(&env, hook_id).await;
     assert_eq!(got.len(), 2);
     assert_eq!(
         (got[1].trigger.as_str(), got[1].attempt, got[1].status.as_str()),
@@ -101,22 +129,14 @@ async fn an_automatic_job_published_twice_sends_once() {
     assert_eq!(rx.count(), 2);
 
     drop(core);
-    let stop = tokio_util::sync::CancellationToken::new();
-    stop.cancel();
-    dispatcher.run(stop).await.expect("stops");
+    stop(dispatcher).await;
     env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_failed_manual_retry_uses_no_automatic_retry_and_leaves_the_schedule() {
     let env = env_with(|_| {}).await;
-    let rx = Receiver::start_failing_first(2, Reply::status(500, "no")).await;
-    let (hook, _) = webhook(&env, "budget", &rx.url("/"), &["*"], true).await;
-    let running = start(&env).await;
-    let ch = env.channel().await;
-    env.publish_raw(&ch, "a.b", &event("evt_budget", "a.b")).await;
-    let first = wait_attempts(&env, hook.id, 1).await[0].clone();
-    running.shutdown().await;
+    let (_rx, hook_id, first) = failed_once(&env, 2, "budget").await;
     let next_before: Option<OffsetDateTime> =
         sqlx::query_scalar("SELECT next_attempt_at FROM deliveries WHERE id = $1")
             .bind(first.delivery_id)
@@ -150,11 +170,7 @@ async fn a_failed_manual_retry_uses_no_automatic_retry_and_leaves_the_schedule()
     );
     assert_eq!(next_after, next_before, "nor moved the schedule");
     // The automatic retry, when due, still claims and sends as attempt 2.
-    sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE id = $1")
-        .bind(first.delivery_id)
-        .execute(&env.db)
-        .await
-        .expect("due now");
+    due_now(&env, first.delivery_id).await;
     let auto = DeliveryJob {
         delivery_id: first.delivery_id,
         event_received_at: rat,
@@ -165,7 +181,7 @@ async fn a_failed_manual_retry_uses_no_automatic_retry_and_leaves_the_schedule()
         jobs::run_job(&core, &auto).await.expect("runs"),
         jobs::Outcome::Done
     );
-    let got = attempts(&env, hook.id).await;
+    let got = attempts(&env, hook_id).await;
     let summary: Vec<(String, String)> = got
         .iter()
         .map(|a| (a.trigger.clone(), a.status.clone()))
@@ -185,13 +201,7 @@ async fn a_failed_manual_retry_uses_no_automatic_retry_and_leaves_the_schedule()
 #[tokio::test]
 async fn a_retry_made_takes_its_own_entry_out_of_the_retry_set() {
     let env = env_with(|_| {}).await;
-    let rx = Receiver::start_failing_first(1, Reply::status(500, "no")).await;
-    let (hook, _) = webhook(&env, "tidy", &rx.url("/"), &["*"], true).await;
-    let running = start(&env).await;
-    let ch = env.channel().await;
-    env.publish_raw(&ch, "a.b", &event("evt_tidy", "a.b")).await;
-    let first = wait_attempts(&env, hook.id, 1).await[0].clone();
-    running.shutdown().await;
+    let (_rx, _hook_id, first) = failed_once(&env, 1, "tidy").await;
     let received = received_at(&env, first.delivery_id).await;
     let member = hookrelay_shared::retry_store::RetryEntry {
         delivery_id: first.delivery_id,
@@ -208,18 +218,9 @@ async fn a_retry_made_takes_its_own_entry_out_of_the_retry_set() {
         .expect("redis");
     // The recorder scheduled attempt 2. Its entry is what a reconcile re-adds while that
     // attempt is in flight (due when its lease ends), which would fire a stale job later.
-    let score: Option<f64> = redis::cmd("ZSCORE")
-        .arg(&key)
-        .arg(&member)
-        .query_async(&mut redis)
-        .await
-        .expect("ZSCORE");
+    let score = zscore(&mut redis, &key, &member).await;
     assert!(score.is_some(), "the failed first attempt scheduled attempt 2");
-    sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE id = $1")
-        .bind(first.delivery_id)
-        .execute(&env.db)
-        .await
-        .expect("due now");
+    due_now(&env, first.delivery_id).await;
 
     let dispatcher = Dispatcher::build(env.context()).await.expect("builds");
     let core = dispatcher.core().clone();
@@ -234,12 +235,7 @@ async fn a_retry_made_takes_its_own_entry_out_of_the_retry_set() {
         jobs::Outcome::Done
     );
     assert_eq!(delivery_state(&env, first.delivery_id).await.0, "succeeded");
-    let score: Option<f64> = redis::cmd("ZSCORE")
-        .arg(&key)
-        .arg(&member)
-        .query_async(&mut redis)
-        .await
-        .expect("ZSCORE");
+    let score = zscore(&mut redis, &key, &member).await;
     assert_eq!(
         score, None,
         "the attempt made took its entry out of the retry set"
@@ -252,8 +248,6 @@ async fn a_retry_made_takes_its_own_entry_out_of_the_retry_set() {
     assert_eq!(left, 0);
 
     drop(core);
-    let stop = tokio_util::sync::CancellationToken::new();
-    stop.cancel();
-    dispatcher.run(stop).await.expect("stops");
+    stop(dispatcher).await;
     env.cleanup().await;
 }
