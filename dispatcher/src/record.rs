@@ -165,20 +165,24 @@ async fn finish(
         let _ = promoted.send(p);
     }
     stats.add(&batch);
-    // The retry-set entries of the attempts made from jobs (retries, deferred attempts coming
-    // back, recoveries), which a reconcile may have re-added while they were in flight; a
-    // batch of first attempts only, all answered, makes no Redis round trip.
-    let made: Vec<RetryEntry> = batch
-        .iter()
-        .filter(|r| r.done.is_some() && r.req.trigger != hookrelay_shared::jobs::Trigger::Manual)
-        .map(|r| RetryEntry {
-            delivery_id: r.req.delivery_id,
-            event_received_at: r.req.event_received_at,
-            attempt: r.req.attempt,
-            due: r.out.attempted_at,
-        })
-        .collect();
-    if !entries.is_empty() || !made.is_empty() {
+    // The retry-set entries of the attempts just made, which a reconcile may have re-added
+    // while they were in flight (due when their lease ends, where they would fire a stale
+    // job). Taken out whenever the batch talks to Redis anyway, and for attempts made from
+    // jobs (retries, deferred attempts coming back, recoveries); a batch of first attempts
+    // that all succeeded makes no Redis call.
+    let automatic = |r: &&Record| r.req.trigger != hookrelay_shared::jobs::Trigger::Manual;
+    let needed = !entries.is_empty() || batch.iter().filter(automatic).any(|r| r.done.is_some());
+    if needed {
+        let made: Vec<RetryEntry> = batch
+            .iter()
+            .filter(automatic)
+            .map(|r| RetryEntry {
+                delivery_id: r.req.delivery_id,
+                event_received_at: r.req.event_received_at,
+                attempt: r.req.attempt,
+                due: r.out.attempted_at,
+            })
+            .collect();
         ctx.metrics.retries_scheduled.inc_by(entries.len() as u64);
         schedule_retries(ctx, &mut *redis.lock().await, &entries, &made).await;
     }

@@ -40,6 +40,17 @@ async fn due_now(env: &TestEnv, delivery_id: Uuid) {
         .expect("due now");
 }
 
+/// The namespace's retry-set key and a connection to it.
+async fn retry_set(env: &TestEnv) -> (String, redis::aio::MultiplexedConnection) {
+    let key = hookrelay_shared::redis_keys::retries(&env.config.namespace);
+    let conn = redis::Client::open(env.config.redis_url.as_str())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    (key, conn)
+}
+
 async fn zscore(redis: &mut redis::aio::MultiplexedConnection, key: &str, member: &str) -> Option<f64> {
     redis::cmd("ZSCORE")
         .arg(key)
@@ -49,8 +60,9 @@ async fn zscore(redis: &mut redis::aio::MultiplexedConnection, key: &str, member
         .expect("ZSCORE")
 }
 
-/// Stops a dispatcher that was built only to step jobs.
-async fn stop(dispatcher: Dispatcher) {
+/// Stops a dispatcher that was built only to step jobs (with its core, which it waits for).
+async fn stop(dispatcher: Dispatcher, core: std::sync::Arc<hookrelay_dispatcher::Core>) {
+    drop(core);
     let stop = tokio_util::sync::CancellationToken::new();
     stop.cancel();
     dispatcher.run(stop).await.expect("stops");
@@ -128,8 +140,7 @@ async fn an_automatic_job_published_twice_sends_once() {
     ));
     assert_eq!(rx.count(), 2);
 
-    drop(core);
-    stop(dispatcher).await;
+    stop(dispatcher, core).await;
     env.cleanup().await;
 }
 
@@ -210,12 +221,7 @@ async fn a_retry_made_takes_its_own_entry_out_of_the_retry_set() {
         due: OffsetDateTime::now_utc(),
     }
     .member();
-    let key = hookrelay_shared::redis_keys::retries(&env.config.namespace);
-    let mut redis = redis::Client::open(env.config.redis_url.as_str())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let (key, mut redis) = retry_set(&env).await;
     // The recorder scheduled attempt 2. Its entry is what a reconcile re-adds while that
     // attempt is in flight (due when its lease ends), which would fire a stale job later.
     let score = zscore(&mut redis, &key, &member).await;
@@ -247,7 +253,63 @@ async fn a_retry_made_takes_its_own_entry_out_of_the_retry_set() {
         .expect("ZCARD");
     assert_eq!(left, 0);
 
-    drop(core);
-    stop(dispatcher).await;
+    stop(dispatcher, core).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_first_attempt_that_fails_takes_a_reconcile_added_entry_of_itself_out() {
+    let env = env_with(|_| {}).await;
+    let rx = Receiver::start_with(|_| Reply {
+        delay: std::time::Duration::from_millis(1_500),
+        ..Reply::status(500, "slow and failing")
+    })
+    .await;
+    let (hook, _) = webhook(&env, "slow", &rx.url("/"), &["*"], true).await;
+    let running = start(&env).await;
+    let ch = env.channel().await;
+    env.publish_raw(&ch, "a.b", &event("evt_slow", "a.b")).await;
+    // While attempt 1 is in flight, do what a reconcile does for a pending delivery: add
+    // attempt 1, due when its lease ends.
+    let mut found = None;
+    for _ in 0..50 {
+        found = sqlx::query_as::<_, (Uuid, OffsetDateTime, OffsetDateTime)>(
+            "SELECT id, event_received_at, next_attempt_at FROM deliveries WHERE webhook_id = $1",
+        )
+        .bind(hook.id)
+        .fetch_optional(&env.db)
+        .await
+        .expect("delivery");
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (delivery_id, received, lease_end) = found.expect("intake stored the delivery");
+    let entry = |attempt| hookrelay_shared::retry_store::RetryEntry {
+        delivery_id,
+        event_received_at: received,
+        attempt,
+        due: lease_end,
+    };
+    let (key, mut redis) = retry_set(&env).await;
+    hookrelay_shared::retry_store::schedule(&mut redis, &env.config.namespace, &[entry(1)])
+        .await
+        .expect("ZADD");
+    assert!(
+        attempts(&env, hook.id).await.is_empty(),
+        "added while attempt 1 is still in flight"
+    );
+    wait_attempts(&env, hook.id, 1).await;
+    running.shutdown().await;
+    assert_eq!(
+        zscore(&mut redis, &key, &entry(1).member()).await,
+        None,
+        "recording attempt 1 took its stale entry out"
+    );
+    assert!(
+        zscore(&mut redis, &key, &entry(2).member()).await.is_some(),
+        "and scheduled attempt 2"
+    );
     env.cleanup().await;
 }

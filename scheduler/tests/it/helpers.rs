@@ -82,6 +82,18 @@ pub async fn zcard(env: &TestEnv) -> i64 {
         .expect("ZCARD")
 }
 
+/// Every member of the retry set with its score (Unix ms), for failure messages.
+pub async fn retry_set(env: &TestEnv) -> Vec<(String, i64)> {
+    redis::cmd("ZRANGE")
+        .arg(redis_keys::retries(&env.config.namespace))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut redis(env).await)
+        .await
+        .expect("ZRANGE")
+}
+
 pub async fn schedule(env: &TestEnv, entries: &[RetryEntry]) {
     for chunk in entries.chunks(500) {
         hookrelay_shared::retry_store::schedule(&mut redis(env).await, &env.config.namespace, chunk)
