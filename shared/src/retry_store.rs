@@ -82,6 +82,9 @@ pub async fn update<C: redis::aio::ConnectionLike + Send>(
     add: &[RetryEntry],
     made: &[RetryEntry],
 ) -> redis::RedisResult<()> {
+    if add.is_empty() && made.is_empty() {
+        return Ok(());
+    }
     let key = redis_keys::retries(namespace);
     let mut pipe = redis::pipe();
     if !add.is_empty() {
@@ -97,9 +100,6 @@ pub async fn update<C: redis::aio::ConnectionLike + Send>(
             cmd.arg(e.member());
         }
         cmd.ignore();
-    }
-    if add.is_empty() && made.is_empty() {
-        return Ok(());
     }
     pipe.query_async::<()>(conn).await
 }
